@@ -1,0 +1,43 @@
+# Omixa: `make run` serves a working gateway on http://127.0.0.1:8000; `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 1
+
+.PHONY: install run serve test lint format bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+run: export OMIXA_DEBUG ?= 1
+run: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput -v 0
+	$(BIN)/python manage.py load_catalog
+	$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
+	$(BIN)/uvicorn omixa.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+		--loop uvloop --http httptools --lifespan on --no-access-log
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(if $(COMPARE),--compare $(COMPARE),) $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

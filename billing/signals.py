@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from billing.models import Model, PriceCard
+from workspaces.revision import bump_config_revision
+
+
+@receiver([post_save, post_delete], sender=Model)
+@receiver([post_save, post_delete], sender=PriceCard)
+def _bump_on_change(sender, **kwargs) -> None:
+    bump_config_revision()
