@@ -123,9 +123,7 @@ class UsageEvent(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["workspace", "created_at"], name="usage_ws_time"),
-            models.Index(
-                fields=["created_at"], condition=Q(pricing_state="pending"), name="usage_pending_by_time"
-            ),
+            models.Index(fields=["created_at"], condition=Q(pricing_state="pending"), name="usage_pending_by_time"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -217,9 +215,7 @@ class Invoice(models.Model):
                 fields=["workspace", "period_start", "currency"], name="invoice_one_per_workspace_period"
             ),
             models.CheckConstraint(condition=Q(period_end__gt=F("period_start")), name="invoice_period_order"),
-            models.CheckConstraint(
-                condition=Q(status__in=["draft", "finalized", "void"]), name="invoice_status_valid"
-            ),
+            models.CheckConstraint(condition=Q(status__in=["draft", "finalized", "void"]), name="invoice_status_valid"),
             models.CheckConstraint(
                 condition=Q(status="draft") | Q(number__isnull=False), name="invoice_closed_has_number"
             ),

@@ -6,4 +6,4 @@ os.environ.setdefault("OMIXA_SECRET_KEY", "omixa-test-secret-key-not-for-product
 os.environ.setdefault("OMIXA_ENCRYPTION_KEY", "5GgkfOdxmdTvCXkBg8hj7M6qwQmTr2WvkkNcTwqAZcY=")
 os.environ.setdefault("OMIXA_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
-from omixa.settings import *  # noqa: E402,F403
+from omixa.settings import *  # noqa: F403

@@ -88,9 +88,7 @@ class ApiKey(models.Model):
                 name="apikey_unique_active_name",
             ),
             models.CheckConstraint(condition=Q(scope__in=["inference", "admin"]), name="apikey_scope_valid"),
-            models.CheckConstraint(
-                condition=Q(key_hash__regex=r"^[0-9a-f]{64}$"), name="apikey_hash_is_sha256_hex"
-            ),
+            models.CheckConstraint(condition=Q(key_hash__regex=r"^[0-9a-f]{64}$"), name="apikey_hash_is_sha256_hex"),
             models.CheckConstraint(
                 condition=Q(budget_amount__isnull=True) | Q(budget_amount__gte=0), name="apikey_budget_nonneg"
             ),
@@ -114,3 +112,6 @@ class ConfigRevision(models.Model):
 
     value = models.BigIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"config revision {self.value}"
