@@ -1,11 +1,146 @@
-"""Process-wide gateway state: started once per worker process by the ASGI lifespan."""
+"""Process-wide gateway state, started once per worker process (ASGI lifespan, or lazily).
+
+Holds the snapshot (keys, models, prices, routes), the circuit breaker, the usage recorder and
+the background task that keeps the snapshot and the breaker mirror fresh. Nothing here runs on
+the request path except dictionary reads.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
 
-async def startup() -> None:
-    return None
+from django.conf import settings
+
+from gateway.breaker import Breaker
+from gateway.snapshot import Snapshot, load_snapshot
+from gateway.usage import UsageRecorder
+
+logger = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 1.0
+
+
+@dataclass
+class Runtime:
+    snapshot: Snapshot
+    breaker: Breaker
+    recorder: UsageRecorder
+    redis: object | None = None
+    refresher: asyncio.Task | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    background: set[asyncio.Task] = field(default_factory=set)
+
+    def spawn(self, coro) -> None:
+        """Fire-and-forget work that must not be garbage-collected mid-flight."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+_runtime: Runtime | None = None
+_starting: asyncio.Lock | None = None
+
+
+def _schedule_pricing(request_ids: list[str]) -> None:
+    try:
+        from billing.tasks import price_usage_events
+    except ImportError:  # billing's pricing task lands with the billing issue
+        return
+    price_usage_events.delay(request_ids)
+
+
+async def _load() -> Snapshot:
+    return await asyncio.to_thread(load_snapshot, time.time())
+
+
+async def _refresh_forever(rt: Runtime) -> None:
+    from workspaces.revision import current_config_revision
+
+    while True:
+        await asyncio.sleep(REFRESH_SECONDS)
+        try:
+            revision = await asyncio.to_thread(current_config_revision)
+            if revision != rt.snapshot.revision:
+                rt.snapshot = await _load()
+                rt.breaker.forget({r.id for m in rt.snapshot.models.values() for r in m.routes})
+        except Exception:
+            logger.warning("gateway: snapshot refresh failed; serving the last good snapshot", exc_info=True)
+        try:
+            await rt.breaker.sync()
+        except Exception:
+            logger.warning("gateway: breaker sync with Redis failed; using local state", exc_info=True)
+
+
+async def reload() -> None:
+    """Reload the snapshot now (tests; the background task does this on every revision change)."""
+    rt = await get()
+    rt.snapshot = await _load()
+    rt.breaker.forget({r.id for m in rt.snapshot.models.values() for r in m.routes})
+
+
+async def startup() -> Runtime:
+    global _runtime, _starting
+    if _runtime is not None and _runtime.loop is asyncio.get_running_loop():
+        return _runtime
+    if _starting is None:
+        _starting = asyncio.Lock()
+    async with _starting:
+        if _runtime is not None and _runtime.loop is asyncio.get_running_loop():
+            return _runtime
+        redis_client = None
+        if settings.REDIS_URL:
+            import redis.asyncio as aioredis
+
+            redis_client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            snapshot = await _load()
+        except Exception:
+            logger.exception("gateway: could not load the snapshot at start-up; retrying in the background")
+            snapshot = Snapshot.empty()
+        recorder = UsageRecorder(settings.OMIXA_USAGE_SPOOL_DIR, on_recorded=_schedule_pricing)
+        recorder.start()
+        rt = Runtime(snapshot=snapshot, breaker=Breaker(redis_client), recorder=recorder, redis=redis_client)
+        rt.loop = asyncio.get_running_loop()
+        rt.refresher = rt.loop.create_task(_refresh_forever(rt))
+        _runtime = rt
+        return rt
 
 
 async def shutdown() -> None:
-    return None
+    global _runtime
+    rt, _runtime = _runtime, None
+    if rt is None:
+        return
+    if rt.refresher is not None:
+        rt.refresher.cancel()
+    if rt.background:
+        await asyncio.gather(*rt.background, return_exceptions=True)
+    from gateway.upstream import close_clients
+
+    await close_clients()
+    await asyncio.to_thread(rt.recorder.stop)
+    if rt.redis is not None:
+        await rt.redis.aclose()
+
+
+async def get() -> Runtime:
+    rt = _runtime
+    if rt is not None and rt.loop is asyncio.get_running_loop():
+        return rt
+    return await startup()
+
+
+def current() -> Runtime | None:
+    return _runtime
+
+
+def breaker_states() -> dict[int, str]:
+    return _runtime.breaker.states() if _runtime is not None else {}
+
+
+def flush_usage(timeout: float = 10.0) -> bool:
+    """Wait until every usage event recorded by this process is in the database (tests, bench)."""
+    return _runtime.recorder.flush(timeout) if _runtime is not None else True

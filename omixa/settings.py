@@ -119,6 +119,9 @@ OMIXA_UPSTREAM_FIRST_BYTE_TIMEOUT = env_float("OMIXA_UPSTREAM_FIRST_BYTE_TIMEOUT
 OMIXA_UPSTREAM_IDLE_TIMEOUT = env_float("OMIXA_UPSTREAM_IDLE_TIMEOUT", 120.0)
 # Largest request body the gateway accepts (bytes); larger is a 413.
 OMIXA_MAX_REQUEST_BYTES = env_int("OMIXA_MAX_REQUEST_BYTES", 32 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = OMIXA_MAX_REQUEST_BYTES
+# The local simulated provider (offline demo upstream at /simulator/); on by default in DEBUG.
+OMIXA_SIMULATOR = env_bool("OMIXA_SIMULATOR", DEBUG)
 # Where the gateway spools usage events before they reach the database.
 OMIXA_USAGE_SPOOL_DIR = Path(env_str("OMIXA_USAGE_SPOOL_DIR", str(VAR_DIR / "spool")))
 
@@ -158,4 +161,6 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
     },
     "root": {"handlers": ["console"], "level": env_str("OMIXA_LOG_LEVEL", "INFO")},
+    # httpx logs every upstream request at INFO: noise, and time on the hot path.
+    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }

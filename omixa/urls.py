@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -5,3 +6,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("gateway.urls")),
 ]
+
+if settings.OMIXA_SIMULATOR:
+    urlpatterns.append(path("simulator/", include("gateway.simulator_urls")))
