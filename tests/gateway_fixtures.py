@@ -48,9 +48,27 @@ class Gateway:
         future.result(timeout=10)
 
 
+def clear_shared_breaker_state() -> None:
+    """Route ids restart with every test database: forget breaker state left in Redis."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter("omixa:breaker*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def gateway(transactional_db, settings, tmp_path) -> Iterator[Gateway]:
     settings.OMIXA_USAGE_SPOOL_DIR = tmp_path / "spool"
+    clear_shared_breaker_state()
     from omixa.asgi import application
 
     port = free_port()
