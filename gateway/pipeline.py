@@ -52,6 +52,7 @@ class Call:
     first_byte_ms: int | None = None
     out_chars: int = 0  # text streamed to the client, for an estimate when usage never came
     completion_id: str = ""  # the stream's chunk id, reused by Omixa's usage chunk
+    in_flight: tuple[Route, float] | None = None  # the route being called right now, and since when
     recorded: bool = False
 
     def attempt(self, route: Route, outcome: str, status: int | None = None, started: float | None = None) -> None:
@@ -250,6 +251,7 @@ async def run(call: Call) -> HttpResponse:
                 call.attempt(route, "rejected")
                 continue
             started = time.perf_counter()
+            call.in_flight = (route, started)
             try:
                 response = await upstream.send(prepared, route)
             except UpstreamError as error:
@@ -304,7 +306,11 @@ async def run(call: Call) -> HttpResponse:
     except asyncio.CancelledError:
         # The client went away while we waited on an upstream (non-stream, or before the stream
         # opened). The upstream has the prompt: bill an estimate of it, marked as such.
-        if _reached_a_route(call) and not call.recorded:
+        if call.in_flight is not None and not call.recorded:
+            route, started = call.in_flight
+            if not call.attempts or call.attempts[-1]["route_id"] != route.id:
+                call.attempt(route, "client_gone", started=started)
+            call.route = route
             call.record(outcome="client_gone", status=499, usage=call.estimate(with_output=False))
         raise
 
@@ -335,7 +341,7 @@ async def _open_stream(call: Call, route: Route, adapter, response, started: flo
     """Read the upstream until its first meaningful event; return the client response, or the
     UpstreamError that makes us fail over (nothing has been sent to the client yet)."""
     decoder = adapter.stream_decoder(call.chat, route)
-    chunks_iter = response.chunks(route.idle_timeout).__aiter__()
+    chunks_iter = response.chunks().__aiter__()
     held: list[dict[str, Any]] = []
     try:
         while True:
@@ -358,6 +364,7 @@ async def _open_stream(call: Call, route: Route, adapter, response, started: flo
         raise
     call.attempt(route, "ok", response.status, started)
     call.route = route
+    response.read_timeout = route.idle_timeout
     await call.rt.breaker.record_success(route.id)
     streaming = StreamingHttpResponse(
         _stream_body(call, response, chunks_iter, decoder, held), content_type="text/event-stream"

@@ -63,11 +63,14 @@ def _classify(exc: BaseException, route: Route) -> UpstreamError:
 class UpstreamResponse:
     """An open upstream answer. Always `aclose()` it (the pipeline does, in `finally`)."""
 
-    __slots__ = ("_response", "route")
+    __slots__ = ("_response", "read_timeout", "route")
 
     def __init__(self, response: httpx.Response, route: Route) -> None:
         self._response = response
         self.route = route
+        # Until the first meaningful event a model may still be thinking: the first-byte timeout
+        # applies. The pipeline switches to the idle timeout once the stream is committed.
+        self.read_timeout = route.first_byte_timeout
 
     @property
     def status(self) -> int:
@@ -83,16 +86,17 @@ class UpstreamResponse:
         except (TimeoutError, httpx.HTTPError, OSError) as exc:
             raise _classify(exc, self.route) from None
 
-    async def chunks(self, idle_timeout: float) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The raw body, each read bounded by `read_timeout` (read at every step)."""
         iterator = self._response.aiter_raw().__aiter__()
         while True:
             try:
-                async with asyncio.timeout(idle_timeout):
+                async with asyncio.timeout(self.read_timeout):
                     chunk = await iterator.__anext__()
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                raise UpstreamError(ErrorKind.TIMEOUT, f"the upstream of route {self.route.id} went idle") from None
+                raise UpstreamError(ErrorKind.TIMEOUT, f"the upstream of route {self.route.id} timed out") from None
             except (httpx.HTTPError, OSError) as exc:
                 raise _classify(exc, self.route) from None
             yield chunk

@@ -1,6 +1,7 @@
 """Test settings: the real settings, with the two secrets a production start requires set to test values."""
 
 import os
+import tempfile
 
 os.environ.setdefault("OMIXA_SECRET_KEY", "omixa-test-secret-key-not-for-production-0123456789")
 os.environ.setdefault("OMIXA_ENCRYPTION_KEY", "5GgkfOdxmdTvCXkBg8hj7M6qwQmTr2WvkkNcTwqAZcY=")
@@ -8,3 +9,9 @@ os.environ.setdefault("OMIXA_SIMULATOR", "1")
 os.environ.setdefault("OMIXA_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
 from omixa.settings import *  # noqa: F403
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not the shared-cache in-memory default: the gateway's threads (usage writer, route
+    # disabling) then wait on locks instead of failing with "database table is locked".
+    # One file per test process, so parallel runs never share (or delete) each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(tempfile.gettempdir(), f"omixa-test-{os.getpid()}.sqlite3")}  # noqa: F405
