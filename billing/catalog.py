@@ -23,7 +23,14 @@ from billing.models import Model, PriceCard
 DEFAULT_CATALOG_PATH = Path(__file__).resolve().parent / "catalog" / "models.json"
 
 _REQUIRED_MODEL_FIELDS = ("name", "provider", "endpoint_type", "context_window", "max_output_tokens", "spec")
-_OPTIONAL_DEFAULTS: dict[str, Any] = {"description": "", "category": "", "capabilities": [], "reasoning": False}
+_OPTIONAL_DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "category": "",
+    "category_description": "",
+    "endpoint_types": [],
+    "capabilities": [],
+    "reasoning": False,
+}
 _RATE_FIELDS = ("input_per_1m", "cached_input_per_1m", "cache_write_per_1m", "output_per_1m")
 
 

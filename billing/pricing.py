@@ -1,4 +1,4 @@
-"""Usage buckets × price card → cost. Pure: no ORM, no floats, no rounding.
+"""Usage buckets times a price card gives a cost. Pure: no ORM, no floats, no rounding.
 
 Rates are per 1M tokens. Buckets are disjoint: uncached input, cached input read, cache write and
 output (reasoning is inside output, never on top). A card without a cache-write rate prices cache
