@@ -26,6 +26,7 @@ WINDOW = 30.0
 BASE_COOLDOWN = 15.0
 MAX_COOLDOWN = 300.0
 PROBE_LEASE = 30.0
+REDIS_BACKOFF = 5.0  # after Redis fails, count locally for this long before trying it again
 HASH_KEY = "omixa:breaker"
 
 _RECORD_FAILURE = """
@@ -79,6 +80,15 @@ class Breaker:
         self.redis = redis  # redis.asyncio.Redis or None (in-process only)
         self.health: dict[int, RouteHealth] = {}
         self._script = redis.register_script(_RECORD_FAILURE) if redis is not None else None
+        self._redis_down_until = 0.0
+
+    def _shared(self) -> bool:
+        """Use Redis now? Not while it is known to be down (failover must not wait on it)."""
+        return self.redis is not None and time.monotonic() >= self._redis_down_until
+
+    def _redis_failed(self, doing: str) -> None:
+        self._redis_down_until = time.monotonic() + REDIS_BACKOFF
+        logger.warning("breaker: Redis unreachable while %s; using local state for %.0f s", doing, REDIS_BACKOFF)
 
     # ---- hot path -------------------------------------------------------------------------
     async def available(self, route_id: int) -> bool:
@@ -91,11 +101,11 @@ class Breaker:
         # Cooldown over: half-open. One probe at a time, across workers when Redis is shared.
         if now < health.probing_until:
             return False
-        if self.redis is not None:
+        if self._shared():
             try:
                 claimed = await self.redis.set(f"{HASH_KEY}:probe:{route_id}", "1", nx=True, px=int(PROBE_LEASE * 1000))
             except Exception:
-                logger.warning("breaker: Redis unreachable while claiming a probe; probing locally")
+                self._redis_failed("claiming a probe")
                 claimed = True
             if not claimed:
                 return False
@@ -110,18 +120,18 @@ class Breaker:
             return
         was_open = health.open_until != 0.0
         self.health.pop(route_id, None)
-        if was_open and self.redis is not None:
+        if was_open and self._shared():
             try:
                 await self.redis.hdel(HASH_KEY, str(route_id))
                 await self.redis.delete(f"{HASH_KEY}:probe:{route_id}")
             except Exception:
-                logger.warning("breaker: Redis unreachable while closing route %s", route_id)
+                self._redis_failed(f"closing route {route_id}")
 
     async def record_failure(self, route_id: int) -> None:
         now = time.time()
         health = self.health.setdefault(route_id, RouteHealth())
         from_probe = health.open_until not in (0.0, math.inf) and now >= health.open_until
-        if self._script is not None:
+        if self._script is not None and self._shared():
             try:
                 value = await self._script(
                     keys=[f"{HASH_KEY}:failures:{route_id}", HASH_KEY, f"{HASH_KEY}:probe:{route_id}"],
@@ -137,7 +147,7 @@ class Breaker:
                     ],
                 )
             except Exception:
-                logger.warning("breaker: Redis unreachable while recording a failure; counting locally")
+                self._redis_failed("recording a failure")
             else:
                 if value:
                     self._apply(route_id, orjson.loads(value))
@@ -156,18 +166,22 @@ class Breaker:
         """Local and shared: every worker stops using the key now (the DB row keeps it out after)."""
         health = self.health.setdefault(route_id, RouteHealth())
         health.open_until, health.disabled_at = math.inf, time.time()
-        if self.redis is not None:
+        if self._shared():
             try:
                 await self.redis.hset(HASH_KEY, str(route_id), orjson.dumps({"until": "inf", "cooldown": 0}))
             except Exception:
-                logger.warning("breaker: Redis unreachable while disabling route %s", route_id)
+                self._redis_failed(f"disabling route {route_id}")
 
     # ---- background ---------------------------------------------------------------------------
     async def sync(self) -> None:
         """Refresh the local mirror from Redis (every worker agrees within a second)."""
-        if self.redis is None:
+        if not self._shared():
             return
-        shared = await self.redis.hgetall(HASH_KEY)
+        try:
+            shared = await self.redis.hgetall(HASH_KEY)
+        except Exception:
+            self._redis_failed("syncing")
+            return
         seen = set()
         for raw_field, raw_value in shared.items():
             route_id = int(raw_field)

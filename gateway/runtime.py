@@ -93,8 +93,14 @@ async def startup() -> Runtime:
         redis_client = None
         if settings.REDIS_URL:
             import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
 
-            redis_client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=1.0, socket_connect_timeout=1.0)
+            # No client-side retries and short timeouts: when Redis is down the breaker falls back to
+            # local state at once instead of holding a failing request for seconds.
+            redis_client = aioredis.Redis.from_url(
+                settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+            )
         try:
             snapshot = await _load()
         except Exception:
