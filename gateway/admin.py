@@ -6,11 +6,14 @@ key is added, optional on change (empty keeps the current one), and never render
 
 from __future__ import annotations
 
+import threading
+
 from django import forms
 from django.contrib import admin, messages
 from django.db import models
 from django.utils.translation import ngettext
 
+from gateway.breaker import shared_states
 from gateway.models import ProviderKey
 from gateway.services import (
     ProviderKeyError,
@@ -90,6 +93,9 @@ class ProviderKeyForm(forms.ModelForm):
         return cleaned
 
 
+_page = threading.local()
+
+
 @admin.register(ProviderKey)
 class ProviderKeyAdmin(admin.ModelAdmin):
     form = ProviderKeyForm
@@ -104,6 +110,7 @@ class ProviderKeyAdmin(admin.ModelAdmin):
         "deployment",
         "priority",
         "enabled",
+        "health",
         "disabled_reason",
         "supports_priority",
     ]
@@ -115,6 +122,21 @@ class ProviderKeyAdmin(admin.ModelAdmin):
     ordering = ["model__slug", "priority", "id"]
     readonly_fields = ["disabled_reason", "disabled_at", "created_at", "updated_at"]
     actions = ["reenable_selected"]
+
+    def changelist_view(self, request, extra_context=None):
+        # Read every route's breaker state once per page (Redis when shared, else this process).
+        _page.states = shared_states()
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="Health")
+    def health(self, obj: ProviderKey) -> str:
+        if obj.disabled_reason:
+            return "out of rotation"
+        if not obj.enabled:
+            return "disabled"
+        return {"open": "cooling down", "half_open": "probing", "disabled": "out of rotation"}.get(
+            getattr(_page, "states", {}).get(obj.pk, "closed"), "healthy"
+        )
 
     def save_model(self, request, obj, form, change) -> None:
         secret = form.cleaned_data.get("secret")

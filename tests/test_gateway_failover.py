@@ -267,3 +267,17 @@ def test_model_without_routes_is_503(gateway, world):
     response = post(gateway, world)
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "no_route"
+
+
+def test_admin_shows_the_health_the_gateway_sees(gateway, world, two_routes, mock_upstream, client):
+    from django.contrib.auth import get_user_model
+
+    first, _ = two_routes
+    mock_upstream.script(server_error(500), deployment="codex-mini", times=breaker.THRESHOLD)
+    for _ in range(breaker.THRESHOLD):
+        post(gateway, world)
+    staff = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw-not-used-elsewhere")
+    client.force_login(staff)
+    page = client.get("/admin/gateway/providerkey/").content.decode()
+    row = next(r for r in page.split("<tr") if f"/admin/gateway/providerkey/{first.pk}/change/" in r)
+    assert "cooling down" in row
