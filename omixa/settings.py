@@ -11,7 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from omixa.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("OMIXA_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = Path(env_str("OMIXA_VAR_DIR") or BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("OMIXA_DEBUG", False)
@@ -123,7 +123,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = OMIXA_MAX_REQUEST_BYTES
 # The local simulated provider (offline demo upstream at /simulator/); on by default in DEBUG.
 OMIXA_SIMULATOR = env_bool("OMIXA_SIMULATOR", DEBUG)
 # Where the gateway spools usage events before they reach the database.
-OMIXA_USAGE_SPOOL_DIR = Path(env_str("OMIXA_USAGE_SPOOL_DIR", str(VAR_DIR / "spool")))
+OMIXA_USAGE_SPOOL_DIR = Path(env_str("OMIXA_USAGE_SPOOL_DIR") or VAR_DIR / "spool")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
