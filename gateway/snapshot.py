@@ -155,6 +155,19 @@ def load_snapshot(now: float) -> Snapshot:
 
     models = {}
     for model in Model.objects.filter(is_active=True):
+        try:
+            spec = ModelSpec.from_catalog(
+                slug=model.slug,
+                reasoning=model.reasoning,
+                context_window=model.context_window,
+                max_output_tokens=model.max_output_tokens,
+                capabilities=model.capabilities,
+                spec=model.spec,
+            )
+        except ValueError as exc:
+            # One bad catalog entry must not keep every other model on a stale snapshot.
+            logger.error("model %s has an invalid spec and is not served: %s", model.slug, exc)
+            continue
         models[model.slug] = ModelEntry(
             slug=model.slug,
             name=model.name,
@@ -166,14 +179,7 @@ def load_snapshot(now: float) -> Snapshot:
             max_output_tokens=model.max_output_tokens,
             capabilities=tuple(model.capabilities),
             reasoning=model.reasoning,
-            spec=ModelSpec.from_catalog(
-                slug=model.slug,
-                reasoning=model.reasoning,
-                context_window=model.context_window,
-                max_output_tokens=model.max_output_tokens,
-                capabilities=model.capabilities,
-                spec=model.spec,
-            ),
+            spec=spec,
             routes=tuple(routes.get(model.id, ())),
             prices={tier: tuple(cards) for tier, cards in prices.get(model.id, {}).items()},
         )

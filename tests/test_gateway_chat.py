@@ -317,3 +317,12 @@ def test_client_request_id_is_kept_on_the_usage_record(gateway, world, azure_rou
     assert event.workspace_id == world.workspace.id and event.api_key_id == world.key_row.id
     assert event.route_id == azure_route.pk and event.route_name == azure_route.name
     assert event.attempts[0]["outcome"] == "ok"
+
+
+def test_a_model_with_a_broken_spec_is_skipped_not_the_whole_catalog(gateway, world, client):
+    from billing.models import Model
+
+    Model.objects.filter(slug="gpt-4.1-mini").update(spec={"fields": []})  # no model/messages rows
+    gateway.refresh()
+    served = {m.id for m in client.models.list()}
+    assert "codex-mini" in served and "gpt-4.1-mini" not in served
