@@ -23,7 +23,11 @@ BAD_KEY = "Incorrect API key provided. You can find your API keys in your Omixa 
 
 
 def _lookup(key_hash: str) -> KeyEntry | None:
+    from django.db import close_old_connections
+
     from workspaces.models import ApiKey
+
+    close_old_connections()  # a worker thread: no request cycle closes its connection
 
     row = ApiKey.objects.select_related("workspace").filter(key_hash=key_hash).first()
     return key_entry(row) if row is not None else None

@@ -52,17 +52,24 @@ def _schedule_pricing(request_ids: list[str]) -> None:
     price_usage_events.delay(request_ids)
 
 
+def _revision() -> int:
+    from django.db import close_old_connections
+
+    from workspaces.revision import current_config_revision
+
+    close_old_connections()  # a worker thread: no request cycle closes its connection
+    return current_config_revision()
+
+
 async def _load() -> Snapshot:
     return await asyncio.to_thread(load_snapshot, time.time())
 
 
 async def _refresh_forever(rt: Runtime) -> None:
-    from workspaces.revision import current_config_revision
-
     while True:
         await asyncio.sleep(REFRESH_SECONDS)
         try:
-            revision = await asyncio.to_thread(current_config_revision)
+            revision = await asyncio.to_thread(_revision)
             if revision != rt.snapshot.revision:
                 rt.snapshot = await _load()
                 rt.breaker.forget({r.id for m in rt.snapshot.models.values() for r in m.routes})

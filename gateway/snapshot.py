@@ -99,12 +99,15 @@ def key_entry(row) -> KeyEntry:
 
 def load_snapshot(now: float) -> Snapshot:
     """Read everything the hot path needs. Sync: run it in a thread."""
+    from django.db import close_old_connections
+
     from billing.models import Model, PriceCard
     from gateway.crypto import SecretDecryptionError
     from gateway.models import ProviderKey
     from workspaces.models import ApiKey
     from workspaces.revision import current_config_revision
 
+    close_old_connections()  # runs in a worker thread: no request cycle closes its connection
     revision = current_config_revision()
     keys = {
         row.key_hash: key_entry(row)

@@ -7,6 +7,8 @@ request the hot path must not pay. Everything else (admin, pages, management API
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omixa.settings")
@@ -15,6 +17,7 @@ import django
 
 django.setup(set_prefix=False)
 
+from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 
@@ -24,7 +27,14 @@ GATEWAY_PREFIXES = ("/api/v1/chat/", "/api/v1/models", "/api/v1/responses")
 
 
 class GatewayASGIHandler(ASGIHandler):
-    """Django's ASGI handler without the middleware chain (the gateway views need none)."""
+    """Django's ASGI handler without the middleware chain and without the per-request signals.
+
+    `request_started` / `request_finished` exist to run `close_old_connections`, a sync receiver
+    Django reaches through `sync_to_async`: two thread hops per request. The gateway's request
+    path holds no database connection (code that reads the database runs in worker threads and
+    closes stale connections itself), so the hops buy nothing here. Disconnect handling is
+    Django's own: the view task is cancelled when the client goes away.
+    """
 
     def load_middleware(self, is_async: bool = False) -> None:
         self._view_middleware = []
@@ -32,6 +42,40 @@ class GatewayASGIHandler(ASGIHandler):
         self._exception_middleware = []
         get_response = self._get_response_async if is_async else self._get_response
         self._middleware_chain = convert_exception_to_response(get_response)
+
+    async def handle(self, scope, receive, send) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            body_file.close()
+            await self.send_response(error_response, send)
+            return
+
+        async def process_request() -> None:
+            response = await self.run_get_response(request)
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # the client disconnected while we were sending
+
+        listener = asyncio.create_task(self.listen_for_disconnect(receive))
+        worker = asyncio.create_task(process_request())
+        try:
+            await asyncio.wait((listener, worker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (listener, worker):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            body_file.close()
+        if not listener.cancelled():
+            listener.exception()  # RequestAborted: the client left; retrieved so asyncio stays quiet
+        if not worker.cancelled() and worker.exception() is not None:
+            raise worker.exception()
 
 
 class OmixaASGI:
