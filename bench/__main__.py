@@ -27,7 +27,7 @@ from bench.loadgen import chat_url, request_body
 from bench.procs import ROOT, Proc, cpu_seconds, free_port, http_post, python_module, rss_kib
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ALL_TARGETS = ("direct", "floor", "floor-httpx", "omixa")
+ALL_TARGETS = ("direct", "floor", "floor-httpx", "floor-lean", "omixa")
 BENCH_MODEL = "gpt-4.1-mini"
 
 
@@ -409,9 +409,10 @@ def main(argv: list[str] | None = None) -> int:
                 targets.append(
                     Target("direct", chat_url(f"http://127.0.0.1:{mock_port}"), "bench-secret", pid=mock.pid)
                 )
-            elif name in ("floor", "floor-httpx"):
+            elif name in ("floor", "floor-httpx", "floor-lean"):
                 port = free_port()
                 client = "httpx" if name == "floor-httpx" else "aiohttp"
+                handler = "lean" if name == "floor-lean" else "stock"
                 floor = Proc(
                     name,
                     python_module(
@@ -422,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
                         f"http://127.0.0.1:{mock_port}",
                         "--client",
                         client,
+                        "--handler",
+                        handler,
                     ),
                     port,
                     tmp,

@@ -1,4 +1,4 @@
-"""The floor: a bare Django async pass-through, the least any Django gateway can cost.
+"""The floor: a bare Django async pass-through (stock handler), what the issue's targets are relative to.
 
 A minimal Django project in this module (settings in code, no database, no apps, no middleware, and
 so none of the database's per-request signal receivers) with one async view at
@@ -6,11 +6,14 @@ so none of the database's per-request signal receivers) with one async view at
 upstream and passes the answer back: buffered for JSON, as a ``StreamingHttpResponse`` for
 ``text/event-stream``. Served by uvicorn, 1 worker, uvloop, httptools.
 
-Two upstream clients, chosen by ``BENCH_FLOOR_CLIENT``:
+Two upstream clients (``--client``):
 - ``aiohttp`` (default): one shared ``aiohttp.ClientSession`` (the issue's floor);
 - ``httpx``: one shared, default ``httpx.AsyncClient()`` (its own connection pool), for comparison.
 
-Run: ``python -m bench.floor --port 9200 --upstream http://127.0.0.1:9100 [--client httpx]``.
+``--handler lean`` serves the same view without the stock handler's per-request thread hops (see
+``LeanASGIHandler``): not the floor, a reference for how much of the floor is Django's handler.
+
+Run: ``python -m bench.floor --port 9200 --upstream http://127.0.0.1:9100 [--client httpx] [--handler lean]``.
 """
 
 from __future__ import annotations
@@ -129,8 +132,38 @@ urlpatterns = [
 ]
 
 from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.exceptions import RequestAborted  # noqa: E402
+from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 
 application = get_asgi_application()
+
+
+class LeanASGIHandler(ASGIHandler):
+    """Django's request, URL resolution and response, without the handler's per-request thread hops.
+
+    Stock ``ASGIHandler`` opens a ``ThreadSensitiveContext`` (a fresh executor thread per request on
+    the first ``sync_to_async``), sends ``request_finished`` through ``sync_to_async(response.close)``
+    and runs a disconnect-listener task. This variant does none of it: a reference for how far a
+    Django gateway can get below the floor, not a floor (the ``floor-lean`` target).
+    """
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send) -> None:
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        try:
+            request, error_response = self.create_request(scope, body_file)
+            response = error_response if request is None else await self.run_get_response(request)
+            await self.send_response(response, send)
+        finally:
+            body_file.close()
+
+
+lean_application = LeanASGIHandler()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,12 +173,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9200)
     parser.add_argument("--upstream", default=UPSTREAM)
     parser.add_argument("--client", choices=("aiohttp", "httpx"), default=CLIENT)
+    parser.add_argument("--handler", choices=("stock", "lean"), default="stock", help="Django's ASGIHandler or lean")
     args = parser.parse_args(argv)
     UPSTREAM, CLIENT = args.upstream.rstrip("/"), args.client
     import uvicorn
 
     uvicorn.run(
-        application,
+        lean_application if args.handler == "lean" else application,
         host=args.host,
         port=args.port,
         loop="uvloop",
