@@ -26,6 +26,7 @@ import orjson
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+WRITE_INTERVAL = 0.2  # seconds between the writer's rounds when traffic does not fill a batch
 SEGMENT_MAX_BYTES = 16 * 1024 * 1024
 ORPHAN_SCAN_SECONDS = 30.0
 
@@ -149,13 +150,17 @@ class UsageRecorder:
         with self._lock:
             os.write(self._segment.fd, line)
             self._appended += 1
-        self._wake.set()
+            pending = self._appended - self._stored
+        # Waking the writer thread for every event hands it the GIL on every request; it wakes on
+        # its own every WRITE_INTERVAL, and early only when a full batch is waiting.
+        if pending >= BATCH:
+            self._wake.set()
 
     # ---- the writer thread ----------------------------------------------------------------------
     def _run(self) -> None:
         self._replay_orphans()
         while not self._stopping.is_set():
-            self._wake.wait(timeout=1.0)
+            self._wake.wait(timeout=WRITE_INTERVAL)
             self._wake.clear()
             if self._backoff and time.monotonic() < self._backoff:
                 continue

@@ -43,6 +43,12 @@ class GatewayASGIHandler(ASGIHandler):
         get_response = self._get_response_async if is_async else self._get_response
         self._middleware_chain = convert_exception_to_response(get_response)
 
+    def create_request(self, scope, body_file):
+        request, error_response = super().create_request(scope, body_file)
+        if request is not None:
+            request.urlconf = "gateway.asgi_urls"
+        return request, error_response
+
     async def handle(self, scope, receive, send) -> None:
         try:
             body_file = await self.read_body(receive)
