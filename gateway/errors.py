@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import orjson
 from django.http import HttpResponse
 
+from omixa.logging import redact
+
 TYPE_BY_STATUS = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -36,6 +38,8 @@ class GatewayError(Exception):
         type_: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        # Messages may quote an upstream's words: no key or provider secret reaches a client through them.
+        message = redact(message)
         super().__init__(message)
         self.status = status
         self.message = message

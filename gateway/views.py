@@ -6,6 +6,7 @@ on sessions, CSRF or `request.user`.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import orjson
@@ -21,6 +22,8 @@ from gateway.models_api import model_object
 from gateway.snapshot import KeyEntry, ModelEntry
 from gateway.spec import validate_chat
 from gateway.types import RequestRejected
+
+logger = logging.getLogger(__name__)
 
 
 def new_request_id() -> str:
@@ -91,7 +94,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     try:
         rt = await runtime.get()
         body = _body(request)
-        key = await authenticate(request.headers.get("authorization"), rt.snapshot)
+        key = await authenticate(request.headers.get("authorization"), rt)
         payload = _parse(body)
         model = _model_for(payload, key, rt)
         chat = validate_chat(payload, model.spec)
@@ -110,6 +113,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         return GatewayError(exc.status, exc.message, param=exc.param, code=exc.code).response(request_id)
     except GatewayError as exc:
         return exc.response(request_id)
+    except Exception:
+        return _internal_error(request_id)
 
 
 async def models_list(request: HttpRequest) -> HttpResponse:
@@ -118,15 +123,17 @@ async def models_list(request: HttpRequest) -> HttpResponse:
         return _method_not_allowed(request_id, "GET")
     try:
         rt = await runtime.get()
-        key = await authenticate(request.headers.get("authorization"), rt.snapshot)
+        key = await authenticate(request.headers.get("authorization"), rt)
+        data = [
+            model_object(model)
+            for slug, model in sorted(rt.snapshot.models.items())
+            if key.allowed_models is None or slug in key.allowed_models
+        ]
+        return _json({"object": "list", "data": data}, request_id)
     except GatewayError as exc:
         return exc.response(request_id)
-    data = [
-        model_object(model)
-        for slug, model in sorted(rt.snapshot.models.items())
-        if key.allowed_models is None or slug in key.allowed_models
-    ]
-    return _json({"object": "list", "data": data}, request_id)
+    except Exception:
+        return _internal_error(request_id)
 
 
 async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
@@ -135,7 +142,7 @@ async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
         return _method_not_allowed(request_id, "GET")
     try:
         rt = await runtime.get()
-        key = await authenticate(request.headers.get("authorization"), rt.snapshot)
+        key = await authenticate(request.headers.get("authorization"), rt)
         model = rt.snapshot.models.get(model_id)
         if model is None or (key.allowed_models is not None and model_id not in key.allowed_models):
             raise GatewayError(
@@ -144,9 +151,11 @@ async def model_detail(request: HttpRequest, model_id: str) -> HttpResponse:
                 param="model",
                 code="model_not_found",
             )
+        return _json(model_object(model), request_id)
     except GatewayError as exc:
         return exc.response(request_id)
-    return _json(model_object(model), request_id)
+    except Exception:
+        return _internal_error(request_id)
 
 
 async def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
@@ -159,6 +168,14 @@ def _json(payload: dict, request_id: str) -> HttpResponse:
     response = HttpResponse(orjson.dumps(payload), content_type="application/json")
     response["x-request-id"] = request_id
     return response
+
+
+def _internal_error(request_id: str) -> HttpResponse:
+    # A bug of ours: still OpenAI's shape and the request id (never Django's HTML 500 page); the
+    # traceback goes to the log (through the redaction filter), not to the client.
+    logger.exception("gateway: unexpected error in request %s", request_id)
+    message = f"The server had an error while processing your request (request id {request_id})."
+    return GatewayError(500, message, code="internal_error").response(request_id)
 
 
 def _method_not_allowed(request_id: str, allowed: str) -> HttpResponse:

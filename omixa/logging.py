@@ -1,9 +1,16 @@
-"""A log filter that redacts Omixa keys and provider secrets from every record."""
+"""A log filter that redacts Omixa keys and provider secrets from every record.
+
+Configured as a handler filter (settings.LOGGING), it also installs the same redaction at record
+creation (a log record factory), so that loggers whose handlers it is not on are redacted too:
+uvicorn's own loggers (`uvicorn.error`, `uvicorn.access` do not propagate to the root), Django's
+default handlers, or any handler a library or a test adds.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 
 # Omixa keys, bearer tokens, and header-style secrets (api-key, x-api-key, x-goog-api-key).
 _PATTERNS = [
@@ -11,13 +18,18 @@ _PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(r"(?i)((?:x-goog-|x-)?api[-_]key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
 ]
-_known_secrets: set[str] = set()
+# Replaced, never mutated: registration happens in the snapshot loader's thread while other threads
+# log (iterating a set that another thread grows raises "Set changed size during iteration").
+_known_secrets: frozenset[str] = frozenset()
+_register_lock = threading.Lock()
 
 
 def register_secret(secret: str) -> None:
     """Remember a decrypted provider secret so that it is redacted wherever it shows up."""
-    if secret and len(secret) >= 6:
-        _known_secrets.add(secret)
+    global _known_secrets
+    if secret and len(secret) >= 6 and secret not in _known_secrets:
+        with _register_lock:
+            _known_secrets = _known_secrets | {secret}
 
 
 def redact(text: str) -> str:
@@ -29,13 +41,89 @@ def redact(text: str) -> str:
     return _PATTERNS[2].sub(r"\1[REDACTED]", text)
 
 
-class RedactSecretsFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
+class _Redacted:
+    """An argument shown through `%s` / `%r` with its secrets redacted."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return redact(str(self.value))
+
+    def __repr__(self) -> str:
+        return redact(repr(self.value))
+
+
+def redact_record(record: logging.LogRecord) -> None:
+    """Redact a record in place: message, arguments and exception text.
+
+    A tuple of arguments keeps its shape where it can (formatters such as uvicorn's access formatter
+    unpack `record.args`); otherwise the message is formatted and the arguments dropped.
+    """
+    try:
         message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.msg = redact(message)
-        record.args = None
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
+    except Exception:  # a broken format string: the handler reports it; keep its text out of reach
+        message = redact(str(record.msg))
+        record.msg, record.args = message, None
+    else:
+        if redact(message) != message:
+            args = record.args
+            kept = False
+            if isinstance(args, tuple) and isinstance(record.msg, str) and redact(record.msg) == record.msg:
+                safe = tuple(
+                    a
+                    if a is None or isinstance(a, bool | int | float)
+                    else redact(a)
+                    if isinstance(a, str)
+                    else _Redacted(a)
+                    for a in args
+                )
+                try:
+                    shown = record.msg % safe
+                    kept = redact(shown) == shown
+                except Exception:
+                    kept = False
+                if kept:
+                    record.args = safe
+            if not kept:
+                record.msg, record.args = redact(message), None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+
+
+_factory_installed = False
+
+
+def install_record_redaction() -> None:
+    """Redact every record when it is created, whichever handler will print it. Idempotent."""
+    global _factory_installed
+    with _register_lock:
+        if _factory_installed:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args, **kwargs) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            try:
+                redact_record(record)
+            except Exception:  # never let redaction break the caller's logging call
+                record.msg, record.args = "[log message withheld: redaction failed]", None
+                record.exc_info, record.exc_text = None, None
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _factory_installed = True
+
+
+class RedactSecretsFilter(logging.Filter):
+    def __init__(self, name: str = "") -> None:
+        super().__init__(name)
+        install_record_redaction()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record)
         return True
