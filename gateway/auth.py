@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-
-from asgiref.sync import sync_to_async
+from typing import TYPE_CHECKING
 
 from gateway.errors import GatewayError
-from gateway.snapshot import KeyEntry, Snapshot, key_entry
+from gateway.snapshot import KeyEntry, key_entry
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 NEGATIVE_TTL = 2.0
 _negative: dict[str, float] = {}
@@ -33,7 +35,7 @@ def _lookup(key_hash: str) -> KeyEntry | None:
     return key_entry(row) if row is not None else None
 
 
-async def authenticate(authorization: str | None, snapshot: Snapshot) -> KeyEntry:
+async def authenticate(authorization: str | None, rt: Runtime) -> KeyEntry:
     if not authorization:
         raise GatewayError(
             401,
@@ -46,9 +48,9 @@ async def authenticate(authorization: str | None, snapshot: Snapshot) -> KeyEntr
         raise GatewayError(401, BAD_KEY, code="invalid_api_key")
     key_hash = hashlib.sha256(secret.encode()).hexdigest()
     now = time.time()
-    entry = snapshot.keys.get(key_hash)
+    entry = rt.snapshot.keys.get(key_hash)
     if entry is None:
-        entry = await _miss(key_hash, now)
+        entry = await _miss(key_hash, now, rt)
     if entry.revoked:
         raise GatewayError(401, "This API key has been revoked.", code="invalid_api_key")
     if entry.expires_at is not None and entry.expires_at <= now:
@@ -62,13 +64,13 @@ async def authenticate(authorization: str | None, snapshot: Snapshot) -> KeyEntr
     return entry
 
 
-async def _miss(key_hash: str, now: float) -> KeyEntry:
+async def _miss(key_hash: str, now: float, rt: Runtime) -> KeyEntry:
     cached = _recent.get(key_hash)
     if cached is not None and cached[1] > now:
         return cached[0]
     if _negative.get(key_hash, 0.0) > now:
         raise GatewayError(401, BAD_KEY, code="invalid_api_key")
-    entry = await sync_to_async(_lookup, thread_sensitive=False)(key_hash)
+    entry = await rt.db(_lookup, key_hash)
     if entry is None or entry.revoked:
         if len(_negative) > 10_000:
             _negative.clear()

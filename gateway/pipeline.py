@@ -148,7 +148,7 @@ async def _on_failure(call: Call, route: Route, error: UpstreamError) -> None:
     if error.kind in OUT_OF_ROTATION:
         await breaker.take_out_of_rotation(route.id)
         reason = f"{error.kind.value}: upstream answered {error.status} ({error.code or 'no code'})"
-        call.rt.spawn(asyncio.to_thread(_persist_out_of_rotation, route.id, reason))
+        call.rt.spawn(call.rt.db(_persist_out_of_rotation, route.id, reason))
         logger.warning("route %s (%s) taken out of rotation: %s", route.id, route.name, reason)
     else:
         await breaker.record_failure(route.id)

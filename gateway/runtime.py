@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -32,6 +33,14 @@ class Runtime:
     refresher: asyncio.Task | None = None
     loop: asyncio.AbstractEventLoop | None = None
     background: set[asyncio.Task] = field(default_factory=set)
+    # Every database read or write the gateway's event loop needs runs on this one thread, so its
+    # connection is reused (not one per pool thread) and closed at shut-down.
+    db_thread: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="omixa-db")
+    )
+
+    async def db(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.db_thread, fn, *args)
 
     def spawn(self, coro) -> None:
         """Fire-and-forget work that must not be garbage-collected mid-flight."""
@@ -52,6 +61,12 @@ def _schedule_pricing(request_ids: list[str]) -> None:
     price_usage_events.delay(request_ids)
 
 
+def _close_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()
+
+
 def _revision() -> int:
     from django.db import close_old_connections
 
@@ -61,17 +76,17 @@ def _revision() -> int:
     return current_config_revision()
 
 
-async def _load() -> Snapshot:
-    return await asyncio.to_thread(load_snapshot, time.time())
+async def _load(rt: Runtime) -> Snapshot:
+    return await rt.db(load_snapshot, time.time())
 
 
 async def _refresh_forever(rt: Runtime) -> None:
     while True:
         await asyncio.sleep(REFRESH_SECONDS)
         try:
-            revision = await asyncio.to_thread(_revision)
+            revision = await rt.db(_revision)
             if revision != rt.snapshot.revision:
-                rt.snapshot = await _load()
+                rt.snapshot = await _load(rt)
                 rt.breaker.forget({r.id for m in rt.snapshot.models.values() for r in m.routes})
         except Exception:
             logger.warning("gateway: snapshot refresh failed; serving the last good snapshot", exc_info=True)
@@ -84,7 +99,7 @@ async def _refresh_forever(rt: Runtime) -> None:
 async def reload() -> None:
     """Reload the snapshot now (tests; the background task does this on every revision change)."""
     rt = await get()
-    rt.snapshot = await _load()
+    rt.snapshot = await _load(rt)
     rt.breaker.forget({r.id for m in rt.snapshot.models.values() for r in m.routes})
 
 
@@ -108,14 +123,13 @@ async def startup() -> Runtime:
             redis_client = aioredis.Redis.from_url(
                 settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
             )
+        recorder = UsageRecorder(settings.OMIXA_USAGE_SPOOL_DIR, on_recorded=_schedule_pricing)
+        rt = Runtime(snapshot=Snapshot.empty(), breaker=Breaker(redis_client), recorder=recorder, redis=redis_client)
         try:
-            snapshot = await _load()
+            rt.snapshot = await _load(rt)
         except Exception:
             logger.exception("gateway: could not load the snapshot at start-up; retrying in the background")
-            snapshot = Snapshot.empty()
-        recorder = UsageRecorder(settings.OMIXA_USAGE_SPOOL_DIR, on_recorded=_schedule_pricing)
         recorder.start()
-        rt = Runtime(snapshot=snapshot, breaker=Breaker(redis_client), recorder=recorder, redis=redis_client)
         rt.loop = asyncio.get_running_loop()
         rt.refresher = rt.loop.create_task(_refresh_forever(rt))
         _runtime = rt
@@ -135,6 +149,8 @@ async def shutdown() -> None:
 
     await close_clients()
     await asyncio.to_thread(rt.recorder.stop)
+    await rt.db(_close_connections)
+    rt.db_thread.shutdown(wait=True)
     if rt.redis is not None:
         await rt.redis.aclose()
 

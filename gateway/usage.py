@@ -168,6 +168,9 @@ class UsageRecorder:
             if time.monotonic() - self._last_orphan_scan > ORPHAN_SCAN_SECONDS:
                 self._replay_orphans()
         self._drain_once()
+        from django.db import connections
+
+        connections.close_all()  # this thread's own connections: nobody else can close them
 
     def _drain_once(self) -> None:
         from django.db import close_old_connections, connection

@@ -129,7 +129,10 @@ def test_spec_rows_are_the_catalog_rows_in_table_order() -> None:
 
 
 def test_rows_render_the_reference_pages_request_fields_table() -> None:
-    page = (ROOT.parent / "shared" / "reference" / "codex-mini-model-page.txt").read_text()
+    page_path = ROOT.parent / "shared" / "reference" / "codex-mini-model-page.txt"
+    if not page_path.exists():
+        pytest.skip("shared/reference/ not found beside the repository (../shared): cannot compare with the page")
+    page = page_path.read_text()
     table = page.split("Field Type Required Accepted values Description\n", 1)[1].split("\nReady to send", 1)[0]
     rendered = [
         f"{row.name} {row.type} {row.required_label} {row.accepted_label} {row.description}" for row in CODEX.fields
