@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,26 +225,25 @@ def run_cell(args, target: Target, mode: str, concurrency: int, mock: Proc, dura
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pids = {"server": target.pid, "mock": mock.pid}
     marks: dict[str, dict] = {}
-    deadline = time.monotonic() + warmup + duration + args.timeout + 60
+    # The load generator bounds itself (window + per-request timeout); this bounds it from outside too.
+    guard = threading.Timer(warmup + duration + args.timeout + 60, proc.kill)
+    guard.start()
     assert proc.stderr is not None
     errors: list[str] = []
-    for line in proc.stderr:  # the load generator prints a marker when its window opens and closes
-        line = line.strip()
-        if line in ("measure-start", "measure-end"):
-            marks[line] = {
-                "t": time.monotonic(),
-                "busy": system_busy_seconds(),
-                **{k: cpu_seconds(p) if p else None for k, p in pids.items()},
-            }
-        elif line:
-            errors.append(line)
-        if time.monotonic() > deadline:
-            break
     try:
-        out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        for line in proc.stderr:  # the load generator prints a marker when its window opens and closes
+            line = line.strip()
+            if line in ("measure-start", "measure-end"):
+                marks[line] = {
+                    "t": time.monotonic(),
+                    "busy": system_busy_seconds(),
+                    **{k: cpu_seconds(p) if p else None for k, p in pids.items()},
+                }
+            elif line:
+                errors.append(line)
         out, _ = proc.communicate()
+    finally:
+        guard.cancel()
     if proc.returncode != 0 or not out.strip():
         raise RuntimeError(f"loadgen failed ({proc.returncode}): {' '.join(errors)[-2000:]}")
     result = json.loads(out.strip().splitlines()[-1])
@@ -285,6 +285,8 @@ def soak(args, target: Target, seconds: float) -> dict:
         command += ["--key", target.key]
     log(f"soak: {seconds:.0f} s of mixed load at c=16 on {target.name}, sampling RSS of pid {target.pid}")
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    guard = threading.Timer(seconds + args.timeout + 60, proc.kill)
+    guard.start()
     assert proc.stderr is not None
     # Wait for the window to open, then sample once a second (reads of /proc are cheap).
     opened = False
@@ -299,10 +301,9 @@ def soak(args, target: Target, seconds: float) -> dict:
             samples.append((round(time.monotonic() - start, 1), rss_kib(target.pid) if target.pid else None))
             time.sleep(1.0 - ((time.monotonic() - start) % 1.0))
     try:
-        out, err = proc.communicate(timeout=args.timeout + 60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
         out, err = proc.communicate()
+    finally:
+        guard.cancel()
     result = json.loads(out.strip().splitlines()[-1]) if out.strip() else {"error": err[-2000:]}
     result["target"] = target.name
 
