@@ -31,13 +31,18 @@ def new_request_id() -> str:
     return str(uuid_utils.uuid7())
 
 
+def too_large() -> GatewayError:
+    limit = settings.OMIXA_MAX_REQUEST_BYTES
+    return GatewayError(413, f"The request body is larger than {limit} bytes.", code="request_too_large")
+
+
 def _body(request: HttpRequest) -> bytes:
     limit = settings.OMIXA_MAX_REQUEST_BYTES
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         declared = 0
-    too_big = GatewayError(413, f"The request body is larger than {limit} bytes.", code="request_too_large")
+    too_big = too_large()
     if declared > limit:
         raise too_big
     try:

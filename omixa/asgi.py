@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import tempfile
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "omixa.settings")
 
@@ -17,6 +18,7 @@ import django
 
 django.setup(set_prefix=False)
 
+from django.conf import settings  # noqa: E402
 from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
@@ -24,6 +26,20 @@ from django.core.handlers.exception import convert_exception_to_response  # noqa
 from gateway.lifecycle import GatewayLifespan  # noqa: E402
 
 GATEWAY_PREFIXES = ("/api/v1/chat/", "/api/v1/models", "/api/v1/responses")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _declared_length(scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
 
 
 class GatewayASGIHandler(ASGIHandler):
@@ -49,10 +65,39 @@ class GatewayASGIHandler(ASGIHandler):
             request.urlconf = "gateway.asgi_urls"
         return request, error_response
 
+    async def read_body(self, receive):
+        """Django's, with the gateway's size limit applied while reading, not after: a huge or
+        endless upload is refused at the limit instead of being spooled to disk first."""
+        limit = settings.OMIXA_MAX_REQUEST_BYTES
+        body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                body_file.close()
+                raise BodyTooLarge()
+            body_file.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
+
     async def handle(self, scope, receive, send) -> None:
         try:
+            if _declared_length(scope) > settings.OMIXA_MAX_REQUEST_BYTES:
+                raise BodyTooLarge()
             body_file = await self.read_body(receive)
         except RequestAborted:
+            return
+        except BodyTooLarge:
+            from gateway.views import new_request_id, too_large
+
+            await self.send_response(too_large().response(new_request_id()), send)
             return
         request, error_response = self.create_request(scope, body_file)
         if request is None:
