@@ -162,5 +162,13 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env_str("OMIXA_LOG_LEVEL", "INFO")},
     # httpx logs every upstream request at INFO: noise, and time on the hot path.
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        # Django's own console handler would print every record a second time.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
+        # 4xx answers are the clients' business (and a flood of bad keys must not flood the logs);
+        # usage events record every request. Server errors still log.
+        "django.request": {"level": "ERROR"},
+    },
 }
