@@ -173,6 +173,7 @@ def test_client_disconnect_mid_stream_records_499_and_stops_the_upstream(gateway
     received = b""
     while received.count(b"data: ") < 4:
         received += sock.recv(65536)
+    assert mock_upstream.open_streams == 1
     sock.close()
     deadline = time.monotonic() + 5
     while not UsageEvent.objects.filter(client_request_id="disconnect-test").exists():
@@ -182,6 +183,11 @@ def test_client_disconnect_mid_stream_records_499_and_stops_the_upstream(gateway
     event = UsageEvent.objects.get(client_request_id="disconnect-test")
     assert event.outcome == "client_gone" and event.http_status == 499
     assert event.estimated and event.output_tokens > 0
+    # The upstream call was cancelled, not left streaming into the void.
+    deadline = time.monotonic() + 2
+    while mock_upstream.open_streams:
+        assert time.monotonic() < deadline, "the upstream stream kept going after the client left"
+        time.sleep(0.02)
 
 
 def test_client_disconnect_before_a_non_stream_answer_records_499(gateway, world, route, mock_upstream):

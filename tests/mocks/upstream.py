@@ -180,6 +180,7 @@ class MockUpstream:
         self._default_deployments = deployments
         self.deployments: dict[str, Deployment] = {d.name: replace(d) for d in deployments}
         self.requests: list[RecordedRequest] = []
+        self.open_streams = 0  # stream answers still being written (a cancelled upstream call ends its stream)
         self._lock = threading.Lock()
         self._global: deque[_Scripted] = deque()
         self._per_deployment: dict[str, deque[_Scripted]] = {}
@@ -442,6 +443,23 @@ class MockUpstream:
         self, request: web.Request, scenario: Scenario, answer: Any, flavor: Flavor, headers: dict[str, str]
     ) -> web.StreamResponse:
         generation = self._generation
+        with self._lock:
+            self.open_streams += 1
+        try:
+            return await self._stream_events(request, scenario, answer, flavor, headers, generation)
+        finally:
+            with self._lock:
+                self.open_streams -= 1
+
+    async def _stream_events(
+        self,
+        request: web.Request,
+        scenario: Scenario,
+        answer: Any,
+        flavor: Flavor,
+        headers: dict[str, str],
+        generation: int,
+    ) -> web.StreamResponse:
         resp = web.StreamResponse(status=200, headers={"content-type": "text/event-stream; charset=utf-8", **headers})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
