@@ -75,6 +75,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--full", action="store_true", help="adds floor-httpx and a 60 s soak")
     parser.add_argument("--usage-wait", type=float, default=20.0, help="max seconds to wait for usage events")
     parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout in the load generator")
+    parser.add_argument(
+        "--omixa-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for Omixa's commands and server (repeatable), e.g. OMIXA_DEBUG=0",
+    )
     parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (logs, SQLite DB)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "latest.md", help="where to write the report")
     args = parser.parse_args(argv)
@@ -96,7 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---------------------------------------------------------------- Omixa set-up
 
 
-def omixa_env(tmp: Path) -> dict[str, str]:
+def omixa_env(tmp: Path, extra: list[str] = ()) -> dict[str, str]:
+    import secrets
+
     from cryptography.fernet import Fernet
 
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "CELERY_BROKER_URL", "DATABASE_URL"}}
@@ -107,8 +116,12 @@ def omixa_env(tmp: Path) -> dict[str, str]:
         OMIXA_DEBUG="1",
         OMIXA_ENCRYPTION_KEY=Fernet.generate_key().decode(),
         OMIXA_ALLOWED_HOSTS="127.0.0.1,localhost",
+        OMIXA_SECRET_KEY=secrets.token_urlsafe(48),  # used only when --omixa-env OMIXA_DEBUG=0
         PYTHONUNBUFFERED="1",
     )
+    for item in extra:
+        key, _, value = item.partition("=")
+        env[key.strip()] = value
     return env
 
 
@@ -128,8 +141,8 @@ def manage(env: dict[str, str], *args: str) -> dict:
         return json.loads(out.splitlines()[-1])
 
 
-def prepare_omixa(tmp: Path, mock_port: int) -> tuple[dict[str, str], str]:
-    env = omixa_env(tmp)
+def prepare_omixa(tmp: Path, mock_port: int, extra_env: list[str]) -> tuple[dict[str, str], str]:
+    env = omixa_env(tmp, extra_env)
     log("omixa: migrate, load_catalog, create_workspace, create_api_key, add_provider_key")
     manage(env, "migrate", "--noinput", "-v", "0")
     manage(env, "load_catalog")
@@ -434,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
                 targets.append(Target(name, chat_url(f"http://127.0.0.1:{port}"), pid=floor.pid))
             elif name == "omixa":
                 try:
-                    env, key = prepare_omixa(tmp, mock_port)
+                    env, key = prepare_omixa(tmp, mock_port, args.omixa_env)
                     port = free_port()
                     server = Proc(
                         "omixa",
@@ -499,6 +512,12 @@ def main(argv: list[str] | None = None) -> int:
         omixa = next((t for t in targets if t.name == "omixa"), None)
         if args.soak and omixa is not None:
             soak_result = soak(args, omixa, args.soak)
+            if "OMIXA_DEBUG=0" not in args.omixa_env:
+                notes.append(
+                    "Omixa ran with OMIXA_DEBUG=1 (as `make run` does): Django then keeps up to 9,000 SQL "
+                    "queries per database connection in memory, which grows a long-lived writer thread's RSS "
+                    "unless it calls `reset_queries()`; `--omixa-env OMIXA_DEBUG=0` measures production memory"
+                )
         elif args.soak:
             notes.append("soak skipped: omixa is not among the answering targets")
         if omixa is not None:
