@@ -159,14 +159,7 @@ def load_snapshot(now: float) -> Snapshot:
     models = {}
     for model in Model.objects.filter(is_active=True):
         try:
-            spec = ModelSpec.from_catalog(
-                slug=model.slug,
-                reasoning=model.reasoning,
-                context_window=model.context_window,
-                max_output_tokens=model.max_output_tokens,
-                capabilities=model.capabilities,
-                spec=model.spec,
-            )
+            spec = ModelSpec.from_model(model)
         except ValueError as exc:
             # One bad catalog entry must not keep every other model on a stale snapshot.
             logger.error("model %s has an invalid spec and is not served: %s", model.slug, exc)

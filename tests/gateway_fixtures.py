@@ -117,3 +117,20 @@ def world(transactional_db) -> World:
     other = workspace_create(name="Other")
     _, other_key = api_key_issue(workspace=other, name="ci")
     return World(workspace=workspace, key=key, key_row=key_row, other_workspace=other, other_key=other_key)
+
+
+def mock_route(gateway: Gateway, mock, *, model_slug: str = "codex-mini", deployment: str = "codex-mini", **fields):
+    """A codex-mini route (Azure v1) to the mock upstream, live in the gateway's snapshot."""
+    from gateway.services import provider_key_add
+
+    fields.setdefault("priority", 10)
+    row = provider_key_add(
+        model_slug=model_slug,
+        provider="azure-openai",
+        base_url=mock.url,
+        api_key=mock.azure_key,
+        deployment=deployment,
+        **fields,
+    )
+    gateway.refresh()
+    return row

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from billing.models import UsageEvent
 from gateway.services import provider_key_add
-from tests.gateway_fixtures import gateway, world  # noqa: F401
+from tests.gateway_fixtures import gateway, mock_route, world  # noqa: F401
 from tests.mocks.fixtures import mock_upstream  # noqa: F401
 from tests.test_gateway_errors import assert_openai_error
 from workspaces.models import ApiKey
@@ -34,16 +34,7 @@ WITHIN = 5.0  # DESIGN: revocation and expiry reach every worker within 5 s
 
 @pytest.fixture
 def route(world, gateway, mock_upstream):
-    row = provider_key_add(
-        model_slug="codex-mini",
-        provider="azure-openai",
-        base_url=mock_upstream.url,
-        api_key=mock_upstream.azure_key,
-        deployment="codex-mini",
-        priority=10,
-    )
-    gateway.refresh()
-    return row
+    return mock_route(gateway, mock_upstream)
 
 
 @pytest.fixture

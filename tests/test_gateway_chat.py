@@ -13,52 +13,15 @@ import pytest
 
 from billing.models import UsageEvent
 from gateway.services import provider_key_add
-from tests.gateway_fixtures import gateway, world  # noqa: F401
+from tests.gateway_fixtures import gateway, mock_route, world  # noqa: F401
 from tests.mocks.fixtures import mock_upstream  # noqa: F401
 from tests.mocks.upstream import Scenario
-
-# The reference page's example payload, exactly as published.
-REFERENCE_PAYLOAD = {
-    "model": "codex-mini",
-    "messages": [
-        {"role": "system", "content": "You are a concise API assistant."},
-        {"role": "user", "content": "Explain this model in three practical bullet points."},
-    ],
-    "stream": True,
-    "max_tokens": 2048,
-    "reasoning_effort": "low",
-    "show_thinking": True,
-    "service_tier": "priority",
-    "tools": [
-        {
-            "type": "function",
-            "function": {
-                "name": "lookup_order",
-                "description": "Return order status by ID.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"order_id": {"type": "string"}},
-                    "required": ["order_id"],
-                },
-            },
-        }
-    ],
-    "tool_choice": "auto",
-}
+from tests.reference import REFERENCE_PAYLOAD
 
 
 @pytest.fixture
 def azure_route(world, gateway, mock_upstream):
-    route = provider_key_add(
-        model_slug="codex-mini",
-        provider="azure-openai",
-        base_url=mock_upstream.url,
-        api_key=mock_upstream.azure_key,
-        deployment="codex-mini",
-        priority=10,
-    )
-    gateway.refresh()
-    return route
+    return mock_route(gateway, mock_upstream)
 
 
 @pytest.fixture
@@ -326,3 +289,12 @@ def test_a_model_with_a_broken_spec_is_skipped_not_the_whole_catalog(gateway, wo
     gateway.refresh()
     served = {m.id for m in client.models.list()}
     assert "codex-mini" in served and "gpt-4.1-mini" not in served
+
+
+def test_the_catalogs_example_request_is_the_reference_pages_payload():
+    import json
+    from pathlib import Path
+
+    catalog = json.loads((Path(__file__).resolve().parents[1] / "billing/catalog/models.json").read_text())
+    codex = next(m for m in catalog["models"] if m["slug"] == "codex-mini")
+    assert codex["spec"]["example"] == REFERENCE_PAYLOAD

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from billing.models import UsageEvent
 from gateway.services import provider_key_add
-from tests.gateway_fixtures import gateway, world  # noqa: F401
+from tests.gateway_fixtures import gateway, mock_route, world  # noqa: F401
 from tests.mocks.fixtures import mock_upstream  # noqa: F401
 from tests.mocks.upstream import Scenario
 
@@ -61,17 +61,7 @@ def assert_openai_error(response: httpx.Response, status: int, *, code=ANY, para
 @pytest.fixture
 def route(world, gateway, mock_upstream):
     """codex-mini → the mock (Azure v1), so that valid bodies get a real answer."""
-    row = provider_key_add(
-        model_slug="codex-mini",
-        provider="azure-openai",
-        base_url=mock_upstream.url,
-        api_key=mock_upstream.azure_key,
-        deployment="codex-mini",
-        priority=10,
-        name="primary",
-    )
-    gateway.refresh()
-    return row
+    return mock_route(gateway, mock_upstream, name="primary")
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import orjson
 import pytest
 
 from billing.models import UsageEvent
-from gateway.services import provider_key_add
-from tests.gateway_fixtures import gateway, world  # noqa: F401
+from tests.gateway_fixtures import gateway, mock_route, world  # noqa: F401
 from tests.mocks.fixtures import mock_upstream  # noqa: F401
 from tests.mocks.upstream import Scenario, broken_stream, error_mid_stream, slow_stream
 
@@ -20,16 +19,7 @@ BODY = {"model": "codex-mini", "messages": [{"role": "user", "content": "Tell me
 
 @pytest.fixture
 def route(world, gateway, mock_upstream):
-    row = provider_key_add(
-        model_slug="codex-mini",
-        provider="azure-openai",
-        base_url=mock_upstream.url,
-        api_key=mock_upstream.azure_key,
-        deployment="codex-mini",
-        idle_timeout=0.5,
-    )
-    gateway.refresh()
-    return row
+    return mock_route(gateway, mock_upstream, priority=100, idle_timeout=0.5)
 
 
 def events_of(body: bytes) -> list:

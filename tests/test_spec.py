@@ -16,6 +16,7 @@ import pytest
 
 from gateway.spec import FieldSpec, ModelSpec, validate_chat
 from gateway.types import ChatRequest, RequestRejected
+from tests.reference import REFERENCE_PAYLOAD
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = {m["slug"]: m for m in json.loads((ROOT / "billing" / "catalog" / "models.json").read_text())["models"]}
@@ -41,51 +42,6 @@ CODEX = make_spec("codex-mini")
 GPT = make_spec("gpt-4.1-mini")
 GEMINI = make_spec("gemini-2.5-flash")
 SPECS = {"codex-mini": CODEX, "gpt-4.1-mini": GPT, "gemini-2.5-flash": GEMINI}
-
-# The model page's "Example JSON payload", verbatim.
-REFERENCE_PAYLOAD = json.loads(
-    """
-{
-    "model": "codex-mini",
-    "messages": [
-        {
-            "role": "system",
-            "content": "You are a concise API assistant."
-        },
-        {
-            "role": "user",
-            "content": "Explain this model in three practical bullet points."
-        }
-    ],
-    "stream": true,
-    "max_tokens": 2048,
-    "reasoning_effort": "low",
-    "show_thinking": true,
-    "service_tier": "priority",
-    "tools": [
-        {
-            "type": "function",
-            "function": {
-                "name": "lookup_order",
-                "description": "Return order status by ID.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {
-                        "order_id": {
-                            "type": "string"
-                        }
-                    },
-                    "required": [
-                        "order_id"
-                    ]
-                }
-            }
-        }
-    ],
-    "tool_choice": "auto"
-}
-"""
-)
 
 TOOLS = copy.deepcopy(REFERENCE_PAYLOAD["tools"])
 PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="

@@ -20,6 +20,7 @@ from gateway.tokens import (
     estimate_text_tokens,
     estimate_tools_tokens,
 )
+from tests.reference import REFERENCE_PAYLOAD
 
 PROSE = (
     "The gateway validates every request against the model's own specification before it picks a route. "
@@ -136,20 +137,7 @@ def test_content_parts_images_and_files() -> None:
 
 
 def test_tool_schemas_and_tool_calls_are_counted() -> None:
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": "lookup_order",
-                "description": "Return order status by ID.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"order_id": {"type": "string"}},
-                    "required": ["order_id"],
-                },
-            },
-        }
-    ]
+    tools = REFERENCE_PAYLOAD["tools"]
     messages = [{"role": "user", "content": "Where is order A-10293?"}]
     with_tools = estimate_chat_input_tokens(messages, tools)
     assert abs(with_tools - estimate_chat_input_tokens(messages) - estimate_tools_tokens(tools)) <= 1

@@ -29,35 +29,18 @@ ROUTE_NAME = "simulator"
 ROUTE_SECRET = "simulator-secret"  # the simulator accepts anything; this only exercises encryption
 ADMIN_USERNAME = "admin"
 SIMULATED_ENDPOINT_TYPES = (EndpointType.AZURE_OPENAI_V1_CHAT, EndpointType.OPENAI_CHAT)
+EXAMPLE_MODEL = "codex-mini"
 
-# The reference page's codex-mini example, non-stream so that curl prints one JSON answer.
-EXAMPLE_PAYLOAD = {
-    "model": "codex-mini",
-    "messages": [
-        {"role": "system", "content": "You are a concise API assistant."},
-        {"role": "user", "content": "Explain this model in three practical bullet points."},
-    ],
-    "stream": False,
-    "max_tokens": 2048,
-    "reasoning_effort": "low",
-    "show_thinking": True,
-    "service_tier": "priority",
-    "tools": [
-        {
-            "type": "function",
-            "function": {
-                "name": "lookup_order",
-                "description": "Return order status by ID.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"order_id": {"type": "string"}},
-                    "required": ["order_id"],
-                },
-            },
-        }
-    ],
-    "tool_choice": "auto",
-}
+
+def example_payload() -> dict:
+    """The catalog's example request for codex-mini (the reference page's), non-stream so that
+    curl prints one JSON answer."""
+    spec = Model.objects.filter(slug=EXAMPLE_MODEL).values_list("spec", flat=True).first() or {}
+    example = spec.get("example") or {
+        "model": EXAMPLE_MODEL,
+        "messages": [{"role": "user", "content": "Explain this model in three practical bullet points."}],
+    }
+    return {**example, "stream": False}
 
 
 def example_curl(*, base_url: str, secret: str) -> str:
@@ -70,7 +53,7 @@ def example_curl(*, base_url: str, secret: str) -> str:
             "-H",
             shlex.quote("Content-Type: application/json"),
             "-d",
-            shlex.quote(json.dumps(EXAMPLE_PAYLOAD)),
+            shlex.quote(json.dumps(example_payload())),
         ]
     )
 
