@@ -113,10 +113,10 @@ def omixa_env(tmp: Path, extra: list[str] = ()) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="omixa.settings",
         DATABASE_URL=f"sqlite:///{tmp / 'bench.sqlite3'}",
         OMIXA_VAR_DIR=str(tmp / "var"),
-        OMIXA_DEBUG="1",
+        OMIXA_DEBUG="0",  # measured as it runs in production (--omixa-env OMIXA_DEBUG=1 for make run's mode)
         OMIXA_ENCRYPTION_KEY=Fernet.generate_key().decode(),
         OMIXA_ALLOWED_HOSTS="127.0.0.1,localhost",
-        OMIXA_SECRET_KEY=secrets.token_urlsafe(48),  # used only when --omixa-env OMIXA_DEBUG=0
+        OMIXA_SECRET_KEY=secrets.token_urlsafe(48),
         PYTHONUNBUFFERED="1",
     )
     for item in extra:
@@ -512,12 +512,6 @@ def main(argv: list[str] | None = None) -> int:
         omixa = next((t for t in targets if t.name == "omixa"), None)
         if args.soak and omixa is not None:
             soak_result = soak(args, omixa, args.soak)
-            if "OMIXA_DEBUG=0" not in args.omixa_env:
-                notes.append(
-                    "Omixa ran with OMIXA_DEBUG=1 (as `make run` does): Django then keeps up to 9,000 SQL "
-                    "queries per database connection in memory, which grows a long-lived writer thread's RSS "
-                    "unless it calls `reset_queries()`; `--omixa-env OMIXA_DEBUG=0` measures production memory"
-                )
         elif args.soak:
             notes.append("soak skipped: omixa is not among the answering targets")
         if omixa is not None:

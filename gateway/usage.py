@@ -173,9 +173,11 @@ class UsageRecorder:
         connections.close_all()  # this thread's own connections: nobody else can close them
 
     def _drain_once(self) -> None:
-        from django.db import close_old_connections, connection
+        from django.db import close_old_connections, connection, reset_queries
 
         try:
+            # With DEBUG on, Django keeps every query of this long-lived thread: drop them each round.
+            reset_queries()
             close_old_connections()
             while True:
                 with self._lock:
