@@ -256,6 +256,7 @@ async def run(call: Call) -> HttpResponse:
                 response = await upstream.send(prepared, route)
             except UpstreamError as error:
                 call.attempt(route, error.kind.value, started=started)
+                call.in_flight = None
                 await _on_failure(call, route, error)
                 last_error = error
                 continue
@@ -268,6 +269,7 @@ async def run(call: Call) -> HttpResponse:
                     await response.aclose()
                 error = adapter.parse_error(response.status, response.headers, data)
                 call.attempt(route, error.kind.value, response.status, started)
+                call.in_flight = None
                 if error.kind == ErrorKind.CLIENT:
                     call.route = route
                     return _client_error(call, error)
@@ -277,6 +279,7 @@ async def run(call: Call) -> HttpResponse:
             if chat.stream:
                 opened = await _open_stream(call, route, adapter, response, started)
                 if isinstance(opened, UpstreamError):
+                    call.in_flight = None
                     await _on_failure(call, route, opened)
                     last_error = opened
                     continue
@@ -286,6 +289,7 @@ async def run(call: Call) -> HttpResponse:
                 completion, usage = adapter.parse_completion(chat, route, data)
             except UpstreamError as error:
                 call.attempt(route, error.kind.value, response.status, started)
+                call.in_flight = None
                 await _on_failure(call, route, error)
                 last_error = error
                 continue
@@ -304,14 +308,19 @@ async def run(call: Call) -> HttpResponse:
             call.record(outcome=outcome, status=error.status, usage=None, error_code=error.code or "")
         raise error
     except asyncio.CancelledError:
-        # The client went away while we waited on an upstream (non-stream, or before the stream
-        # opened). The upstream has the prompt: bill an estimate of it, marked as such.
-        if call.in_flight is not None and not call.recorded:
+        if call.recorded:
+            raise
+        if call.in_flight is not None:
+            # The client went away while an upstream worked on its request (non-stream, or before
+            # the stream opened). The upstream has the prompt: bill an estimate of it, marked so.
             route, started = call.in_flight
             if not call.attempts or call.attempts[-1]["route_id"] != route.id:
                 call.attempt(route, "client_gone", started=started)
             call.route = route
             call.record(outcome="client_gone", status=499, usage=call.estimate(with_output=False))
+        elif _reached_a_route(call):
+            # Gone between attempts: the routes tried so far failed, and failures are not billed.
+            call.record(outcome="client_gone", status=499, usage=None)
         raise
 
 

@@ -220,3 +220,26 @@ def test_every_request_that_reached_a_route_has_exactly_one_usage_event(gateway,
         ids.append(stream(gateway, world).headers["x-request-id"])
     gateway.flush_usage()
     assert sorted(str(e) for e in UsageEvent.objects.values_list("request_id", flat=True)) == sorted(ids)
+
+
+def test_client_gone_after_a_failover_bills_the_route_it_was_waiting_on(gateway, world, route, mock_upstream):
+    mock_upstream.add_deployment("codex-mini-slow", reasoning=True)
+    slow = mock_route(gateway, mock_upstream, deployment="codex-mini-slow", priority=200, name="slow")
+    mock_upstream.script(Scenario(status=500), deployment="codex-mini")
+    mock_upstream.script(Scenario(delay=3.0), deployment="codex-mini-slow")
+    sock = _raw_request(gateway, world, BODY)
+    deadline = time.monotonic() + 5
+    while not mock_upstream.requests_for("codex-mini-slow"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.1)
+    sock.close()
+    deadline = time.monotonic() + 5
+    while not UsageEvent.objects.filter(client_request_id="disconnect-test").exists():
+        gateway.flush_usage()
+        assert time.monotonic() < deadline, "no usage event after the client left"
+        time.sleep(0.05)
+    event = UsageEvent.objects.get(client_request_id="disconnect-test")
+    assert event.route_id == slow.pk and event.outcome == "client_gone"
+    assert [a["outcome"] for a in event.attempts] == ["server", "client_gone"]
+    assert event.estimated and event.input_tokens > 0
