@@ -222,6 +222,11 @@ class MockUpstream:
             loop.run_forever()
             with contextlib.suppress(Exception):
                 loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
+            # Handlers still sleeping out a scripted delay: cancel them, so none is destroyed pending.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
         self._thread = threading.Thread(target=run, name=f"mock-upstream-{self.port}", daemon=True)
