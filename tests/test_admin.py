@@ -296,3 +296,8 @@ def test_usage_is_read_only_and_filterable_by_pricing_state(staff, world):
     assert staff.get(reverse("admin:billing_usageevent_add")).status_code == 403
     event = UsageEvent.objects.first()
     assert staff.post(reverse("admin:billing_usageevent_change", args=[event.pk]), {}).status_code == 403
+
+
+def test_admin_is_branded_for_operators(staff):
+    page = staff.get("/admin/").content.decode()
+    assert "Omixa operations" in page
