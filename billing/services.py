@@ -1,0 +1,259 @@
+"""Billing writes: pricing usage events into the ledger.
+
+Pricing is set-based: a batch is claimed with one query, its price cards are read with one query,
+its ledger rows are written with one bulk insert and its events' states with one bulk update, all in
+one transaction. Exactly once is the database's job, not the caller's:
+
+- On PostgreSQL the batch is claimed with `SELECT ... FOR UPDATE SKIP LOCKED` on pending rows, so
+  two workers running at the same moment take disjoint batches; a row a committed worker has just
+  priced no longer matches `pricing_state = 'pending'` when the next one re-checks it.
+- On SQLite a transaction starts with `BEGIN IMMEDIATE` (settings), which serializes writers.
+- Either way the ledger's one-to-one key on `usage_event` is the backstop: the insert skips a row
+  that already has its entry (`ON CONFLICT DO NOTHING`), and the transaction then checks that every
+  event it marks priced has its entry, so "priced" always means "has exactly one ledger entry".
+- A worker that dies mid-batch rolls its transaction back: its events stay pending for the next run.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Case, Value, When
+from django.utils import timezone
+
+from billing.models import LedgerEntry, PriceCard, UsageEvent
+from billing.pricing import Rates, usage_cost
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+
+PENDING = UsageEvent.PricingState.PENDING
+PRICED = UsageEvent.PricingState.PRICED
+UNPRICED = UsageEvent.PricingState.UNPRICED
+
+_EVENT_FIELDS = (
+    "id",
+    "workspace_id",
+    "workspace__currency",
+    "model_slug",
+    "service_tier",
+    "created_at",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+)
+_CARD_FIELDS = (
+    "id",
+    "model__slug",
+    "service_tier",
+    "currency",
+    "effective_from",
+    "input_per_1m",
+    "cached_input_per_1m",
+    "cache_write_per_1m",
+    "output_per_1m",
+)
+# The ledger column's scale: an amount finer than this would be rounded by the database.
+_AMOUNT_EXPONENT = Decimal(1).scaleb(-LedgerEntry._meta.get_field("amount").decimal_places)
+
+
+@dataclass(frozen=True, slots=True)
+class PricingResult:
+    claimed: int = 0
+    priced: int = 0
+    unpriced: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Card:
+    id: int
+    currency: str
+    rates: Rates
+
+
+class _CardBook:
+    """The price cards a batch can need, read once: (model slug, tier, currency) → cards by start."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]]) -> None:
+        self._starts: dict[tuple[str, str, str], list[datetime]] = {}
+        self._cards: dict[tuple[str, str, str], list[_Card]] = {}
+        for row in sorted(rows, key=lambda r: (r["effective_from"], r["id"])):
+            key = (row["model__slug"], row["service_tier"], row["currency"])
+            rates = Rates(
+                input_per_1m=row["input_per_1m"],
+                cached_input_per_1m=row["cached_input_per_1m"],
+                output_per_1m=row["output_per_1m"],
+                cache_write_per_1m=row["cache_write_per_1m"],
+                currency=row["currency"],
+            )
+            self._starts.setdefault(key, []).append(row["effective_from"])
+            self._cards.setdefault(key, []).append(_Card(id=row["id"], currency=row["currency"], rates=rates))
+
+    @classmethod
+    def for_events(cls, events: list[dict[str, Any]]) -> _CardBook:
+        slugs = {e["model_slug"] for e in events}
+        tiers = {e["service_tier"] for e in events} | {""}
+        currencies = {e["workspace__currency"] for e in events}
+        latest = max(e["created_at"] for e in events)
+        rows = PriceCard.objects.filter(
+            model__slug__in=slugs, service_tier__in=tiers, currency__in=currencies, effective_from__lte=latest
+        ).values(*_CARD_FIELDS)
+        return cls(rows)
+
+    def card_at(self, *, model_slug: str, service_tier: str, currency: str, at: datetime) -> _Card | None:
+        """Same rule as `selectors.price_card_for`: the tier's card in effect, else the all-tier card."""
+        for tier in (service_tier, "") if service_tier else ("",):
+            key = (model_slug, tier, currency)
+            starts = self._starts.get(key)
+            if starts:
+                index = bisect_right(starts, at)
+                if index:
+                    return self._cards[key][index - 1]
+        return None
+
+
+def _ledger_entry(event: dict[str, Any], card: _Card, now: datetime) -> LedgerEntry:
+    rates = card.rates
+    amount = usage_cost(
+        rates,
+        input_tokens=event["input_tokens"],
+        cached_input_tokens=event["cached_input_tokens"],
+        cache_write_tokens=event["cache_write_tokens"],
+        output_tokens=event["output_tokens"],
+    )
+    if amount != amount.quantize(_AMOUNT_EXPONENT):
+        logger.error(
+            "pricing: usage event %s costs %s, finer than the ledger column keeps; the database rounds it",
+            event["id"],
+            amount,
+        )
+    return LedgerEntry(
+        kind=LedgerEntry.Kind.USAGE,
+        usage_event_id=event["id"],
+        workspace_id=event["workspace_id"],
+        model_slug=event["model_slug"],
+        occurred_at=event["created_at"],
+        created_at=now,
+        currency=card.currency,
+        amount=amount,
+        price_card_id=card.id,
+        input_tokens=event["input_tokens"],
+        cached_input_tokens=event["cached_input_tokens"],
+        cache_write_tokens=event["cache_write_tokens"],
+        output_tokens=event["output_tokens"],
+        # The rates actually applied: a card without a cache-write rate charged cache writes at input.
+        input_rate=rates.input_per_1m,
+        cached_input_rate=rates.cached_input_per_1m,
+        cache_write_rate=rates.input_per_1m if rates.cache_write_per_1m is None else rates.cache_write_per_1m,
+        output_rate=rates.output_per_1m,
+    )
+
+
+def _parse_request_ids(request_ids: Iterable[str | uuid.UUID]) -> list[uuid.UUID]:
+    parsed = []
+    for value in request_ids:
+        try:
+            parsed.append(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+        except ValueError:
+            logger.warning("pricing: ignoring a request id that is not a UUID: %r", value)
+    return parsed
+
+
+def usage_price(*, request_ids: Iterable[str | uuid.UUID] | None = None, limit: int = BATCH_SIZE) -> PricingResult:
+    """Price one batch of pending usage events into ledger entries, in one transaction.
+
+    With `request_ids`, the batch is those of them still pending (at most `limit`); without, the
+    oldest pending events by request time. Events another worker holds are skipped, not waited for.
+    An event whose model or price card (for its tier, else for all tiers, in the workspace's
+    currency, in effect at its `created_at`) is missing is marked `unpriced`: no entry, no zero.
+    """
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit}")
+    pending = UsageEvent.objects.filter(pricing_state=PENDING)
+    if request_ids is not None:
+        ids = _parse_request_ids(request_ids)
+        if not ids:
+            return PricingResult()
+        pending = pending.filter(request_id__in=ids)
+    else:
+        pending = pending.order_by("created_at")  # the partial index on pending rows, oldest first
+    with transaction.atomic():
+        events = list(pending.select_for_update(skip_locked=True, of=("self",)).values(*_EVENT_FIELDS)[:limit])
+        if not events:
+            return PricingResult()
+        book = _CardBook.for_events(events)
+        now = timezone.now()
+        entries: list[LedgerEntry] = []
+        unpriced_ids: list[int] = []
+        for event in events:
+            card = book.card_at(
+                model_slug=event["model_slug"],
+                service_tier=event["service_tier"],
+                currency=event["workspace__currency"],
+                at=event["created_at"],
+            )
+            if card is None:
+                unpriced_ids.append(event["id"])
+            else:
+                entries.append(_ledger_entry(event, card, now))
+        priced_ids = [entry.usage_event_id for entry in entries]
+        if entries:
+            LedgerEntry.objects.bulk_create(entries, ignore_conflicts=True)
+        _set_states(priced_ids=priced_ids, unpriced_ids=unpriced_ids)
+        if priced_ids:
+            # The backstop made visible: ignore_conflicts also hides an insert that failed for another
+            # reason on SQLite (INSERT OR IGNORE). "Priced" must mean "has its entry", so check.
+            stored = LedgerEntry.objects.filter(usage_event_id__in=priced_ids).count()
+            if stored != len(priced_ids):
+                raise RuntimeError(f"pricing: {len(priced_ids) - stored} of {len(priced_ids)} ledger entries missing")
+    if unpriced_ids:
+        logger.warning("pricing: %d usage events have no model or price card; marked unpriced", len(unpriced_ids))
+    return PricingResult(claimed=len(events), priced=len(priced_ids), unpriced=len(unpriced_ids))
+
+
+def _set_states(*, priced_ids: list[int], unpriced_ids: list[int]) -> None:
+    if priced_ids and unpriced_ids:
+        state = Case(When(id__in=unpriced_ids, then=Value(UNPRICED)), default=Value(PRICED))
+    else:
+        state = Value(PRICED if priced_ids else UNPRICED)
+    UsageEvent.objects.filter(id__in=priced_ids + unpriced_ids, pricing_state=PENDING).update(pricing_state=state)
+
+
+def usage_price_pending(*, batch_size: int = BATCH_SIZE, max_batches: int | None = None) -> dict[str, int | bool]:
+    """Drain pending usage events in batches of `batch_size` (each its own transaction).
+
+    Stops when a batch comes back short (nothing more is claimable now) or after `max_batches`;
+    `more` is true when it stopped on the limit with a full last batch, i.e. work may remain.
+    """
+    if max_batches is not None and max_batches <= 0:
+        raise ValueError(f"max_batches must be positive, got {max_batches}")
+    totals = {"priced": 0, "unpriced": 0, "batches": 0, "more": False}
+    while max_batches is None or totals["batches"] < max_batches:
+        result = usage_price(limit=batch_size)
+        if result.claimed:
+            totals["batches"] += 1
+        totals["priced"] += result.priced
+        totals["unpriced"] += result.unpriced
+        if result.claimed < batch_size:
+            return totals
+    totals["more"] = True
+    return totals
+
+
+def usage_unpriced_retry() -> int:
+    """Put every `unpriced` usage event back to `pending` (after a model or card was added).
+
+    One UPDATE; the next pricing run prices those whose card now exists and marks the rest
+    unpriced again. Returns how many events were put back.
+    """
+    return UsageEvent.objects.filter(pricing_state=UNPRICED).update(pricing_state=PENDING)
