@@ -894,6 +894,7 @@ def validate_chat(body: object, spec: ModelSpec) -> ChatRequest:
         stream=out.get("stream") is True,
         include_usage=bool(stream_options and stream_options.get("include_usage") is True),
         max_output_tokens=max_output,
+        default_max_output_tokens=spec.default_max_output_tokens,
         reasoning_effort=out.get("reasoning_effort"),
         show_thinking=body.get("show_thinking") is True,
         service_tier=out.get("service_tier"),

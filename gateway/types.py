@@ -20,7 +20,8 @@ class ChatRequest:
     body: dict[str, Any]
     stream: bool = False
     include_usage: bool = False
-    max_output_tokens: int | None = None
+    max_output_tokens: int | None = None  # what the client asked for (None: it did not say)
+    default_max_output_tokens: int = 4096  # the model's default, for families that require a limit
     reasoning_effort: str | None = None
     show_thinking: bool = False
     service_tier: str | None = None

@@ -15,10 +15,13 @@ from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
+from billing.catalog import DEFAULT_CATALOG_PATH
 from gateway.models import ProviderKey
 from tests.conftest import REPO_ROOT
 from workspaces.models import ApiKey, Membership, Workspace
 from workspaces.services import hash_api_key
+
+CATALOG_MODELS = len(json.loads(DEFAULT_CATALOG_PATH.read_text())["models"])
 
 # --- the process contract, through manage.py ---------------------------------------------------
 
@@ -65,7 +68,7 @@ def one_json_object(stdout: str) -> dict:
 def test_cli_load_catalog_then_create_workspace_and_key(cli):
     loaded = cli("load_catalog")
     assert loaded.returncode == 0, loaded.stderr
-    assert one_json_object(loaded.stdout)["models"] == 3
+    assert one_json_object(loaded.stdout)["models"] == CATALOG_MODELS
 
     created = cli("create_workspace", "--name", "CLI Works", "--owner-email", "cli@example.com")
     assert created.returncode == 0, created.stderr
@@ -135,8 +138,8 @@ def run(name: str, *args: str) -> dict:
 
 @pytest.mark.django_db
 def test_load_catalog_prints_counts(db):
-    assert run("load_catalog")["models_created"] == 3
-    assert run("load_catalog")["models_unchanged"] == 3
+    assert run("load_catalog")["models_created"] == CATALOG_MODELS
+    assert run("load_catalog")["models_unchanged"] == CATALOG_MODELS
 
 
 @pytest.mark.django_db

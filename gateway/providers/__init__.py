@@ -25,5 +25,11 @@ def supported_endpoint_types() -> list[str]:
 
 
 def _load() -> None:
-    # Importing a module registers its adapter.
-    from gateway.providers import azure_openai_v1_chat, openai_chat  # noqa: F401
+    """Import every adapter module of this package; importing one registers its adapter. Adding a
+    family is one new module here (private helpers start with `_`)."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_") and module.name != "base":
+            importlib.import_module(f"{__name__}.{module.name}")
