@@ -241,6 +241,8 @@ class ModelSpec:
     content_parts: tuple[str, ...]
     extra_fields: tuple[str, ...]
     default_max_output_tokens: int
+    # reasoning_effort value → a thinking-token budget, for families that take budgets (Gemini, Anthropic)
+    reasoning_budgets: tuple[tuple[str, int], ...] = ()
     # derived lookups for validate_chat
     rows_by_param: Mapping[str, FieldSpec] = field(init=False, compare=False, repr=False)
     required_params: tuple[str, ...] = field(init=False, compare=False, repr=False)
@@ -303,6 +305,7 @@ class ModelSpec:
             roles=tuple(spec.get("roles") or ("system", "developer", "user", "assistant")),
             content_parts=tuple(spec.get("content_parts") or ("text",)),
             extra_fields=tuple(spec.get("extra_fields") or ()),
+            reasoning_budgets=tuple((str(k), int(v)) for k, v in (spec.get("reasoning_budgets") or {}).items()),
             default_max_output_tokens=int(default_max),
         )
         for needed in ("model", "messages"):
@@ -896,6 +899,7 @@ def validate_chat(body: object, spec: ModelSpec) -> ChatRequest:
         max_output_tokens=max_output,
         default_max_output_tokens=spec.default_max_output_tokens,
         reasoning_effort=out.get("reasoning_effort"),
+        reasoning_budget=dict(spec.reasoning_budgets).get(out.get("reasoning_effort") or ""),
         show_thinking=body.get("show_thinking") is True,
         service_tier=out.get("service_tier"),
         estimated_input_tokens=estimate,

@@ -23,6 +23,8 @@ class ChatRequest:
     max_output_tokens: int | None = None  # what the client asked for (None: it did not say)
     default_max_output_tokens: int = 4096  # the model's default, for families that require a limit
     reasoning_effort: str | None = None
+    # The model spec's thinking-token budget for that effort (None: no effort asked, or no budgets)
+    reasoning_budget: int | None = None
     show_thinking: bool = False
     service_tier: str | None = None
     estimated_input_tokens: int = 0

@@ -872,3 +872,11 @@ def test_a_broken_catalog_entry_fails_when_built_not_per_request() -> None:
         make_spec("codex-mini", edit=lambda e: e["spec"].update(fields=e["spec"]["fields"][:1]))
     with pytest.raises(ValueError, match="accepted"):
         make_spec("codex-mini", edit=lambda e: e["spec"]["fields"][0].update(accepted="codex-mini"))
+
+
+def test_reasoning_effort_resolves_to_the_models_thinking_budget():
+    claude = make_spec("claude-sonnet-4-5")
+    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
+    assert validate_chat({**body, "reasoning_effort": "medium"}, claude).reasoning_budget == 8192
+    assert validate_chat(body, claude).reasoning_budget is None
+    assert validate_chat({**body, "model": "codex-mini", "reasoning_effort": "low"}, CODEX).reasoning_budget is None
