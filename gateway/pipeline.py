@@ -322,6 +322,14 @@ async def run(call: Call) -> HttpResponse:
             # Gone between attempts: the routes tried so far failed, and failures are not billed.
             call.record(outcome="client_gone", status=499, usage=None)
         raise
+    except Exception:
+        # A bug of ours after a route was reached (the view answers 500): the provider may have
+        # billed the prompt, so the usage record is still written, with an estimate marked so.
+        if not call.recorded and (call.in_flight is not None or _reached_a_route(call)):
+            usage = call.estimate(with_output=False) if call.in_flight is not None else None
+            call.route = call.route or (call.in_flight[0] if call.in_flight else None)
+            call.record(outcome="upstream_error", status=500, usage=usage, error_code="internal_error")
+        raise
 
 
 def _client_error(call: Call, error: UpstreamError) -> HttpResponse:

@@ -501,3 +501,21 @@ def test_the_sdk_maps_each_status_to_its_exception_with_code_and_param(gateway, 
     with pytest.raises(openai.PermissionDeniedError) as denied:
         client.with_options(api_key=restricted).chat.completions.create(model="codex-mini", messages=messages)
     assert denied.value.code == "model_not_allowed"
+
+
+def test_a_bug_after_the_upstream_answered_still_records_usage(http, route, gateway, mock_upstream, monkeypatch):
+    from billing.models import UsageEvent
+    from gateway.providers import get_adapter
+
+    adapter = get_adapter("azure_openai_v1_chat")
+
+    def broken(*args, **kwargs):
+        raise KeyError("choices")
+
+    monkeypatch.setattr(type(adapter), "parse_completion", broken)  # adapters have __slots__
+    response = chat(http)
+    assert_openai_error(response, 500)
+    gateway.flush_usage()
+    event = UsageEvent.objects.get(request_id=response.headers["x-request-id"])
+    assert event.outcome == "upstream_error" and event.http_status == 500
+    assert event.route_id == route.pk and event.estimated and event.input_tokens > 0
