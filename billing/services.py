@@ -21,20 +21,21 @@ import uuid
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Case, Value, When
+from django.db import connection, transaction
+from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, Sum, Value, When
 from django.utils import timezone
 
-from billing.models import LedgerEntry, PriceCard, UsageEvent
+from billing.models import Invoice, InvoiceLine, LedgerEntry, PriceCard, UsageEvent
 from billing.pricing import Rates, usage_cost
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 1000
+LEDGER_LOCK_KEY = 0x4F4D5831  # "OMX1": the advisory lock that orders ledger writes and finalization
 
 PENDING = UsageEvent.PricingState.PENDING
 PRICED = UsageEvent.PricingState.PRICED
@@ -159,6 +160,25 @@ def _ledger_entry(event: dict[str, Any], card: _Card, now: datetime) -> LedgerEn
     )
 
 
+def _ledger_clock(*, exclusive: bool) -> datetime:
+    """The time to stamp on ledger writes, ordered against invoice finalization.
+
+    On PostgreSQL, pricing holds a shared transaction-level advisory lock and finalization an
+    exclusive one: when finalization holds it, every entry stamped earlier is committed (and on the
+    invoice), and every entry stamped later is stamped with a later database clock (and is late).
+    The clock is the database's, read after the lock is granted, so workers' clocks never matter.
+    SQLite serializes write transactions already; its clock is this process's.
+    """
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    with connection.cursor() as cursor:
+        if exclusive:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s), clock_timestamp()", [LEDGER_LOCK_KEY])
+        else:
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s), clock_timestamp()", [LEDGER_LOCK_KEY])
+        return cursor.fetchone()[1]
+
+
 def _parse_request_ids(request_ids: Iterable[str | uuid.UUID]) -> list[uuid.UUID]:
     parsed = []
     for value in request_ids:
@@ -192,7 +212,7 @@ def usage_price(*, request_ids: Iterable[str | uuid.UUID] | None = None, limit: 
         if not events:
             return PricingResult()
         book = _CardBook.for_events(events)
-        now = timezone.now()
+        now = _ledger_clock(exclusive=False)
         entries: list[LedgerEntry] = []
         unpriced_ids: list[int] = []
         for event in events:
@@ -257,3 +277,197 @@ def usage_unpriced_retry() -> int:
     unpriced again. Returns how many events were put back.
     """
     return UsageEvent.objects.filter(pricing_state=UNPRICED).update(pricing_state=PENDING)
+
+
+# --- invoices -------------------------------------------------------------------------------------
+
+INVOICE_GRACE = timedelta(days=3)  # a period is finalized this long after its end (late pricing lands first)
+CENT = Decimal("0.01")
+
+
+class BillingError(Exception):
+    """A billing request that cannot be honoured as asked (e.g. finalizing an open period)."""
+
+
+def month_start(at: datetime) -> datetime:
+    """UTC midnight of the first day of `at`'s month (UTC): the start of its half-open period."""
+    at = at.astimezone(UTC)
+    return datetime(at.year, at.month, 1, tzinfo=UTC)
+
+
+def month_after(start: datetime) -> datetime:
+    return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def month_before(start: datetime) -> datetime:
+    return datetime(start.year - (start.month == 1), (start.month - 2) % 12 + 1, 1, tzinfo=UTC)
+
+
+def round_line(amount: Decimal) -> Decimal:
+    """The one rounding rule: per line, to the cent, half up (ties away from zero)."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+_SUMS = {
+    "amount_sum": Sum("amount"),
+    "input_sum": Sum("input_tokens"),
+    "cached_sum": Sum("cached_input_tokens"),
+    "cache_write_sum": Sum("cache_write_tokens"),
+    "output_sum": Sum("output_tokens"),
+}
+
+
+def _grouped(entries) -> list[dict[str, Any]]:
+    return list(entries.values("workspace_id", "currency", "model_slug").annotate(**_SUMS).order_by())
+
+
+def _late_entries(start: datetime):
+    """Ledger entries that belong on the invoice of period `start` although they occurred earlier.
+
+    An entry is late when its own period's invoice was finalized before the entry was written (or
+    its period has no invoice at all). It lands on the first invoice after that: the one whose
+    predecessor (the workspace's latest earlier invoice) was finalized at or before the entry was
+    written, or that has no predecessor. A predecessor still in draft takes them itself.
+    """
+    invoices = Invoice.objects.filter(workspace=OuterRef("workspace"), currency=OuterRef("currency"))
+    predecessor = invoices.filter(period_start__lt=start).exclude(status=Invoice.Status.VOID).order_by("-period_start")
+    own = invoices.filter(period_start__lte=OuterRef("occurred_at"), period_end__gt=OuterRef("occurred_at"))
+    return (
+        LedgerEntry.objects.filter(occurred_at__lt=start)
+        .annotate(
+            predecessor_status=Subquery(predecessor.values("status")[:1]),
+            predecessor_finalized_at=Subquery(predecessor.values("finalized_at")[:1]),
+        )
+        .filter(
+            Q(predecessor_status__isnull=True)
+            | Q(predecessor_status=Invoice.Status.FINALIZED, created_at__gte=F("predecessor_finalized_at"))
+        )
+        .exclude(Exists(own.filter(status=Invoice.Status.DRAFT)))
+        .exclude(Exists(own.filter(status=Invoice.Status.FINALIZED, finalized_at__gt=OuterRef("created_at"))))
+    )
+
+
+def _line(invoice: Invoice, row: dict[str, Any], *, late: bool) -> InvoiceLine:
+    slug = row["model_slug"]
+    description = slug or "Adjustments"
+    if late:
+        description += " (late usage from an earlier period)"
+    return InvoiceLine(
+        invoice=invoice,
+        model_slug=slug,
+        description=description,
+        is_late=late,
+        input_tokens=row["input_sum"] or 0,
+        cached_input_tokens=row["cached_sum"] or 0,
+        cache_write_tokens=row["cache_write_sum"] or 0,
+        output_tokens=row["output_sum"] or 0,
+        currency=row["currency"],
+        amount=round_line(row["amount_sum"] or Decimal(0)),
+    )
+
+
+def _roll_up_period(start: datetime, *, finalize: bool) -> list[Invoice]:
+    end = month_after(start)
+    with transaction.atomic():
+        # Finalizing waits for in-flight pricing and stamps the cut-off with the database clock.
+        cutoff = _ledger_clock(exclusive=True) if finalize else None
+        # A workspace whose invoice for this period (or a later one) is finalized is closed here:
+        # entries it did not include are late and go forward, never back.
+        closed = set(
+            Invoice.objects.filter(period_start__gte=start)
+            .exclude(status=Invoice.Status.DRAFT)
+            .values_list("workspace_id", "currency")
+        )
+        regular = LedgerEntry.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
+        late = _late_entries(start)
+        if cutoff is not None:
+            regular, late = regular.filter(created_at__lt=cutoff), late.filter(created_at__lt=cutoff)
+        rows = [(r, False) for r in _grouped(regular)] + [(r, True) for r in _grouped(late)]
+        rows = [(r, is_late) for r, is_late in rows if (r["workspace_id"], r["currency"]) not in closed]
+
+        pairs = {(r["workspace_id"], r["currency"]) for r, _ in rows}
+        Invoice.objects.bulk_create(
+            [Invoice(workspace_id=w, currency=c, period_start=start, period_end=end) for w, c in sorted(pairs)],
+            ignore_conflicts=True,
+        )
+        # Lock this period's drafts (in id order: two roll-ups never deadlock) before rewriting them.
+        drafts = {
+            (i.workspace_id, i.currency): i
+            for i in Invoice.objects.select_for_update()
+            .filter(period_start=start, status=Invoice.Status.DRAFT)
+            .order_by("id")
+        }
+        InvoiceLine.objects.filter(invoice__in=list(drafts.values())).delete()
+        # A concurrent finalization may have closed an invoice since the rows were read: skip it.
+        lines = [
+            _line(drafts[pair], r, late=is_late)
+            for r, is_late in rows
+            if (pair := (r["workspace_id"], r["currency"])) in drafts
+        ]
+        InvoiceLine.objects.bulk_create(lines)
+
+        totals: dict[int, Decimal] = {}
+        for line in lines:
+            totals[line.invoice_id] = totals.get(line.invoice_id, Decimal(0)) + line.amount
+        empty = [i.id for i in drafts.values() if i.id not in totals]
+        if empty:  # everything it held moved to an earlier period's invoice
+            Invoice.objects.filter(id__in=empty, status=Invoice.Status.DRAFT).delete()
+        kept = [i for i in drafts.values() if i.id in totals]
+        open_earlier = set()
+        if finalize:
+            open_earlier = set(
+                Invoice.objects.filter(period_start__lt=start, status=Invoice.Status.DRAFT).values_list(
+                    "workspace_id", "currency"
+                )
+            )
+        touched_at = timezone.now()
+        for invoice in kept:
+            invoice.total = totals[invoice.id]
+            invoice.updated_at = touched_at
+            if finalize and (invoice.workspace_id, invoice.currency) not in open_earlier:
+                invoice.status = Invoice.Status.FINALIZED
+                invoice.finalized_at = cutoff
+                invoice.number = f"OMX-{start:%Y%m}-{invoice.id:06d}"
+        Invoice.objects.bulk_update(kept, ["total", "status", "finalized_at", "number", "updated_at"])
+    return sorted(kept, key=lambda i: i.id)
+
+
+def invoice_roll_up(
+    *,
+    period: datetime | None = None,
+    finalize: bool = False,
+    now: datetime | None = None,
+    grace: timedelta = INVOICE_GRACE,
+) -> list[Invoice]:
+    """Keep draft invoices current from the ledger; with `finalize`, finalize those past their grace.
+
+    Without `period`: the current month, the previous one (open during its grace window) and any
+    older month that still has a draft, oldest first. Per workspace and currency, one invoice per
+    period with one line per model (and per model for late usage), each rounded half up to the
+    cent; the total is the sum of the lines. A finalized invoice is never rewritten: usage priced
+    after it lands, marked late, on the workspace's next invoice. Returns the invoices touched.
+    """
+    now = now or timezone.now()
+    current = month_start(now)
+    if period is not None:
+        period = month_start(period)
+        if period > current:
+            raise BillingError(f"period {period:%Y-%m} has not started yet")
+        if finalize and month_after(period) + grace > now:
+            raise BillingError(
+                f"period {period:%Y-%m} cannot be finalized before {month_after(period) + grace:%Y-%m-%d %H:%M} UTC"
+            )
+        periods = [period]
+    else:
+        older = {
+            month_start(p)
+            for p in Invoice.objects.filter(status=Invoice.Status.DRAFT)
+            .order_by()
+            .values_list("period_start", flat=True)
+            .distinct()
+        }
+        periods = sorted(older | {month_before(current), current})
+    touched: list[Invoice] = []
+    for start in periods:
+        touched += _roll_up_period(start, finalize=finalize and month_after(start) + grace <= now)
+    return touched

@@ -13,7 +13,7 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from billing.services import BATCH_SIZE, usage_price, usage_price_pending
+from billing.services import BATCH_SIZE, invoice_roll_up, usage_price, usage_price_pending
 
 logger = logging.getLogger(__name__)
 
@@ -56,3 +56,15 @@ def price_pending_usage(self) -> dict[str, int | bool]:
         logger.info("pricing sweep: backlog remains after %d batches; re-enqueued", totals["batches"])
         self.apply_async()
     return totals
+
+
+@shared_task(**_RETRY)
+def roll_up_invoices() -> int:
+    """The beat roll-up: keep this month's (and last month's, during its grace) draft invoices
+    current, and finalize every draft whose period ended more than INVOICE_GRACE ago.
+
+    Limits: one transaction per period; a draft is rebuilt from the ledger with GROUP BY (no row
+    loop), under row locks on that period's drafts. Safe to run twice or at once: two runs rebuild
+    the same drafts one after the other, and a finalized invoice is never touched again.
+    """
+    return len(invoice_roll_up(finalize=True))
