@@ -17,7 +17,9 @@ Translate in (OpenAI chat → Messages):
   `output_config.format` (GA for Claude Sonnet 4.5 per the structured-outputs page);
 - `reasoning_effort` → `thinking{type:"enabled", budget_tokens}`: the spec's budget (ChatRequest.reasoning_budget),
   else FALLBACK_BUDGETS. `budget_tokens` must be ≥ 1024 and < `max_tokens`: without a client limit `max_tokens`
-  becomes budget + default; with a smaller client limit the budget shrinks to fit (a limit ≤ 1024 is a 400).
+  is budget + the model's default (the answer keeps its default room); a client limit covers thinking and answer
+  (as `max_completion_tokens` does on reasoning models): when it is not above the budget, the budget shrinks to
+  half of it (at least 1024), and a limit ≤ 1024 is a 400.
   Thinking is incompatible with temperature changes (dropped, as the model page says) and with forced tool use
   (`required`/named: a 400); `top_p` is kept only within 0.95-1.
 
@@ -309,11 +311,13 @@ class AnthropicMessagesAdapter:
                     "reasoning_effort",
                 )
             budget = max(budget, MIN_THINKING_BUDGET)
-            if max_tokens <= budget:
-                if limit is None:
-                    max_tokens = budget + request.default_max_output_tokens
-                elif limit > MIN_THINKING_BUDGET:
-                    budget = limit - 1  # the client's limit covers thinking and answer, as on reasoning models
+            if limit is None:
+                # the model's default is the answer's room; thinking comes on top of it
+                max_tokens = budget + request.default_max_output_tokens
+            elif max_tokens <= budget:
+                if limit > MIN_THINKING_BUDGET:
+                    # the client's limit covers thinking and answer, as on reasoning models: half each
+                    budget = max(MIN_THINKING_BUDGET, limit // 2)
                 else:
                     raise _reject(
                         f"Invalid '{max_param}': with 'reasoning_effort' it must be more than {MIN_THINKING_BUDGET} "
