@@ -8,10 +8,13 @@ import orjson
 import pytest
 
 from gateway.providers import get_adapter
-from gateway.providers.google_vertex import GeminiStreamDecoder, normalize_usage, upstream_url
 from gateway.types import ChatRequest, ErrorKind, RequestRejected, Route, UpstreamError
 
+# Discovery first: gateway/providers/__init__.py loads every adapter only while its registry is empty,
+# so importing one adapter module before the first lookup would leave the others unregistered.
 VERTEX = get_adapter("google_vertex")
+from gateway.providers.google_vertex import GeminiStreamDecoder, normalize_usage, upstream_url  # noqa: E402
+
 SECRET = "AQ.vertex-express-key-0123456789abcdef"
 PNG = "iVBORw0KGgo="
 TOOLS = [
