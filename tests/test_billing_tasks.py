@@ -251,7 +251,7 @@ def celery_worker_process(transactional_db, monkeypatch, tmp_path):
     """A real `celery worker` on this test's own queue, reading the test database."""
     if not os.environ.get("REDIS_URL"):
         pytest.skip("needs Redis (REDIS_URL) for a real Celery broker")
-    assert not celery_app.conf.task_always_eager
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", False)  # even if test settings make tasks eager
     queue = f"omixa-test-{uuid.uuid4().hex[:12]}"
 
     # Route billing's tasks to the private queue, so test runs sharing the Redis never take each
