@@ -280,6 +280,26 @@ def test_reasoning_effort_maps_to_thinking_and_shows_it_when_asked(client, claud
     assert anthropic_upstream.last.json["max_tokens"] == 30000
 
 
+def test_tool_loop_with_reasoning_effort_keeps_working(client, claude_route, anthropic_upstream):
+    question = {"role": "user", "content": "Where is order A-17?"}
+    anthropic_upstream.script(Scenario(tool_calls=[("lookup_order", {"order_id": "A-17"})]))
+    first = client.chat.completions.create(model=MODEL, messages=[question], tools=TOOLS, reasoning_effort="low")
+    assert "thinking" in anthropic_upstream.last.json
+    call = first.choices[0].message.tool_calls[0]
+    follow_up = client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            question,
+            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+            {"role": "tool", "tool_call_id": call.id, "content": "shipped"},
+        ],
+        tools=TOOLS,
+        reasoning_effort="low",
+    )
+    assert follow_up.choices[0].message.content == DEFAULT_TEXT
+    assert "thinking" not in anthropic_upstream.last.json  # the real API would refuse it without the signed block
+
+
 def test_forced_tool_use_with_reasoning_is_a_400_before_anything_is_sent(client, claude_route, anthropic_upstream):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(
@@ -469,6 +489,28 @@ OK = {"model": DEPLOYMENT, "max_tokens": 100, "messages": [{"role": "user", "con
         (
             {"max_tokens": 5000, "thinking": {"type": "enabled", "budget_tokens": 2048}, "temperature": 0.3},
             "temperature",
+        ),
+        (
+            {
+                "max_tokens": 5000,
+                "thinking": {"type": "enabled", "budget_tokens": 2048},
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "ok"}]},
+                ],
+            },
+            "must start with a thinking block",
+        ),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "f", "input": {}}]},
+                    {"role": "user", "content": "no result"},
+                ]
+            },
+            "without `tool_result` blocks immediately after",
         ),
     ],
 )

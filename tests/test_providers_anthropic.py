@@ -271,6 +271,28 @@ def test_reasoning_effort_fallback_budgets_and_client_limits():
     assert err.param == "max_completion_tokens"
 
 
+def test_a_turn_continuing_a_tool_loop_goes_without_thinking():
+    messages = [
+        {"role": "user", "content": "Where is A-1?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "toolu_1", "type": "function", "function": {"name": "lookup_order", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "shipped"},
+    ]
+    body = sent(chat({"messages": messages, "tools": TOOLS, "reasoning_effort": "low", "temperature": 0.2}))
+    assert "thinking" not in body and body["temperature"] == 0.2 and body["max_tokens"] == 8192
+    # a fresh user turn after the loop thinks again
+    messages = [*messages, {"role": "assistant", "content": "Shipped."}, {"role": "user", "content": "And A-2?"}]
+    assert (
+        sent(chat({"messages": messages, "tools": TOOLS, "reasoning_effort": "low"}))["thinking"]["budget_tokens"]
+        == 2048
+    )
+
+
 @pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "lookup_order"}}])
 def test_forced_tool_use_with_thinking_is_a_400(choice):
     err = rejected(chat({"reasoning_effort": "low", "tools": TOOLS, "tool_choice": choice}))

@@ -21,7 +21,9 @@ Translate in (OpenAI chat → Messages):
   (as `max_completion_tokens` does on reasoning models): when it is not above the budget, the budget shrinks to
   half of it (at least 1024), and a limit ≤ 1024 is a 400.
   Thinking is incompatible with temperature changes (dropped, as the model page says) and with forced tool use
-  (`required`/named: a 400); `top_p` is kept only within 0.95-1.
+  (`required`/named: a 400); `top_p` is kept only within 0.95-1. A turn that continues a tool loop (tool results
+  for the last assistant turn's tool calls) goes without thinking: Anthropic requires that assistant turn to start
+  with its signed thinking block, which the OpenAI chat format has no place for.
 
 Normalize out: text blocks joined → `content`, `thinking` → `reasoning_content` (only with show_thinking),
 `tool_use` → `tool_calls`, `stop_reason` → `finish_reason`, usage → disjoint buckets (input_tokens excludes
@@ -241,6 +243,16 @@ def translate_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, A
     return system, turns
 
 
+def continues_tool_loop(turns: list[dict[str, Any]]) -> bool:
+    """True when the last assistant turn called tools and the turn after it carries their results."""
+    for k in range(len(turns) - 1, -1, -1):
+        if turns[k]["role"] == "assistant":
+            if k + 1 >= len(turns) or not any(b["type"] == "tool_use" for b in turns[k]["content"]):
+                return False
+            return any(b["type"] == "tool_result" for b in turns[k + 1]["content"])
+    return False
+
+
 def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for tool in tools:
@@ -301,7 +313,10 @@ class AnthropicMessagesAdapter:
         max_tokens = limit if limit is not None else request.default_max_output_tokens
 
         effort = request.reasoning_effort or src.get("reasoning_effort")
-        thinking = effort is not None
+        # With thinking on, Anthropic requires the last assistant turn of a tool loop (tool_use answered by
+        # tool_result) to start with its signed thinking block, which OpenAI-shaped clients cannot send back:
+        # such a continuation turn is sent without thinking (the effort applies to the next fresh turn).
+        thinking = effort is not None and not continues_tool_loop(turns)
         if thinking:
             budget = request.reasoning_budget or FALLBACK_BUDGETS.get(effort)
             if budget is None:

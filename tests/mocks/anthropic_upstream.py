@@ -281,6 +281,25 @@ def _check_messages(messages: Any) -> None:
         )
 
 
+def _check_thinking_tool_loop(messages: list[dict]) -> None:
+    """With thinking on, the last assistant message of a tool loop must start with its thinking block."""
+    for k in range(len(messages) - 1, -1, -1):
+        message = messages[k]
+        if message["role"] != "assistant":
+            continue
+        content = message["content"] if isinstance(message["content"], list) else []
+        if k + 1 < len(messages) and any(b.get("type") == "tool_use" for b in content):
+            first = content[0].get("type")
+            if first not in ("thinking", "redacted_thinking"):
+                raise Invalid(
+                    f"messages.{k}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. "
+                    "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+                    "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
+                    "thinking blocks from previous turns."
+                )
+        return
+
+
 def _number(body: dict, name: str, low: float, high: float) -> float | None:
     value = body.get(name)
     if value is None:
@@ -388,6 +407,7 @@ def validate(body: Any, models: dict[str, int]) -> None:
                 raise Invalid("`top_p` must be greater than or equal to 0.95 or unset when thinking is enabled.")
             if choice is not None and choice.get("type") in ("any", "tool"):
                 raise Invalid("Thinking may not be enabled when tool_choice forces tool use.")
+            _check_thinking_tool_loop(body["messages"])
         elif thinking.get("type") != "disabled":
             raise Invalid(
                 f"thinking: Input tag '{thinking.get('type')}' found using 'type' does not match any of the expected tags: 'enabled', 'disabled'"
