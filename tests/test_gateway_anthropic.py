@@ -333,6 +333,29 @@ def test_image_data_url_part(client, claude_route, anthropic_upstream):
     }
 
 
+def test_pdf_file_part_becomes_a_document_block(client, claude_route, anthropic_upstream):
+    client.chat.completions.create(
+        model=MODEL,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Summarize."},
+                    {
+                        "type": "file",
+                        "file": {"filename": "q3.pdf", "file_data": "data:application/pdf;base64,JVBERi0="},
+                    },
+                ],
+            }
+        ],
+    )
+    assert anthropic_upstream.last.json["messages"][0]["content"][1] == {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
+        "title": "q3.pdf",
+    }
+
+
 def test_stop_sequences(client, claude_route, anthropic_upstream):
     anthropic_upstream.always(Scenario(text="one two STOP three"))
     answer = client.chat.completions.create(
@@ -427,6 +450,16 @@ def test_401_takes_the_key_out_of_rotation(gateway, world, anthropic_upstream):
             "x-omixa-route"
         ] == str(good.pk)
     assert len(anthropic_upstream.requests_for(DEPLOYMENT)) == before
+
+
+def test_drained_credit_balance_400_is_quota_and_fails_over(gateway, world, two_routes, anthropic_upstream):
+    first, second = two_routes
+    # Anthropic answers a drained prepaid balance with a 400 invalid_request_error, not a 402 or 429.
+    message = "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade."
+    anthropic_upstream.script(Scenario(status=400, message=message), model=DEPLOYMENT)
+    response = post(gateway, world, {"model": MODEL, "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 200 and response.headers["x-omixa-route"] == str(second.pk)
+    assert response.headers["x-omixa-attempts"] == f"{first.pk}:quota,{second.pk}:ok"
 
 
 def test_stream_broken_before_content_fails_over(gateway, world, two_routes, anthropic_upstream):
