@@ -7,7 +7,7 @@ from django.utils import timezone
 from workspaces.models import ApiKey, Workspace
 
 RATE = {"max_digits": 20, "decimal_places": 10}  # per-1M-token rates
-AMOUNT = {"max_digits": 28, "decimal_places": 12}  # ledger amounts keep full precision
+AMOUNT = {"max_digits": 32, "decimal_places": 16}  # full precision: a 10-place rate / 1M needs 16 places
 CENTS = {"max_digits": 18, "decimal_places": 2}  # invoice lines and totals
 
 

@@ -411,9 +411,11 @@ async def _stream_body(call: Call, response, chunks_iter, decoder, held: list[di
             if chunks:
                 call.out_chars += _chars(chunks)
                 yield _sse(chunks)
+        usage = decoder.usage or call.estimate(with_output=True)
         if chat.include_usage:
-            usage = decoder.usage or call.estimate(with_output=True)
             yield _sse([_usage_chunk(call, usage)])
+        # Recorded before [DONE]: a client that has seen the end can count on the record existing.
+        call.record(outcome="completed", status=200, usage=usage)
         yield DONE
     except UpstreamError as error:
         outcome = "timeout" if error.kind == ErrorKind.TIMEOUT else "broken_stream"

@@ -15,3 +15,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # disabling) then wait on locks instead of failing with "database table is locked".
     # One file per test process, so parallel runs never share (or delete) each other's database.
     DATABASES["default"]["TEST"] = {"NAME": os.path.join(tempfile.gettempdir(), f"omixa-test-{os.getpid()}.sqlite3")}  # noqa: F405
+
+# Tasks run in process: a test run must not fill a shared Redis queue nobody consumes. The test of a
+# real Celery worker configures its own broker and queue.
+CELERY_TASK_ALWAYS_EAGER = True

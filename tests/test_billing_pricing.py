@@ -159,10 +159,6 @@ def test_ledger_amount_is_exactly_tokens_times_rates_per_million(world, tokens, 
         transaction.savepoint_rollback(sid)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LedgerEntry.amount keeps 12 decimal places; a rate with 10 places (allowed on a card) needs 16",
-)
 def test_ledger_keeps_a_ten_decimal_rate_exactly(world):
     model = make_model()
     make_card(model, at=JAN, input="0.0000000001")

@@ -142,7 +142,7 @@ class Migration(migrations.Migration):
                 ('occurred_at', models.DateTimeField(db_index=True, help_text="The usage's request time.")),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('currency', models.CharField(default='USD', max_length=3)),
-                ('amount', models.DecimalField(decimal_places=12, max_digits=28)),
+                ('amount', models.DecimalField(decimal_places=16, max_digits=32)),
                 ('input_tokens', models.PositiveBigIntegerField(default=0)),
                 ('cached_input_tokens', models.PositiveBigIntegerField(default=0)),
                 ('cache_write_tokens', models.PositiveBigIntegerField(default=0)),
