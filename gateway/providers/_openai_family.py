@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import orjson
 
+from gateway.providers._sse import SSEFramer
 from gateway.types import ChatRequest, ErrorKind, RequestRejected, Route, UpstreamError, UpstreamRequest, Usage
 
 # Top-level request fields of OpenAI's CreateChatCompletionRequest (openai-openapi). Anything else is a
@@ -368,7 +369,7 @@ class OpenAIStreamDecoder:
     previous one stopped, so an event fed one byte at a time costs linear, not quadratic, time.
     """
 
-    __slots__ = ("_buf", "_cr", "_scan", "finish_reason", "finished", "model", "show_thinking", "usage")
+    __slots__ = ("_sse", "finish_reason", "finished", "model", "show_thinking", "usage")
 
     def __init__(self, model: str, *, show_thinking: bool = False) -> None:
         self.model = model
@@ -376,57 +377,15 @@ class OpenAIStreamDecoder:
         self.usage: Usage | None = None
         self.finished = False
         self.finish_reason: str | None = None
-        self._buf = bytearray()
-        self._cr = False  # the previous feed ended with CR: an LF right after it belongs to it
-        self._scan = 0
+        self._sse = SSEFramer()
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        if not data:
-            return []
-        if self._cr:  # the previous feed ended with CR, already taken as a line end: skip its LF
-            self._cr = False
-            if data.startswith(b"\n"):
-                data = data[1:]
-        if b"\r" in data:
-            self._cr = data.endswith(b"\r")
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if not data:
-            return []
-        buf = self._buf
-        buf += data
         out: list[dict[str, Any]] = []
-        start = 0
-        scan = self._scan
-        while True:
-            end = buf.find(b"\n\n", scan)
-            if end < 0:
-                break
-            if end > start:
-                self._event(bytes(buf[start:end]), out)
-            start = end + 2
-            scan = start
-        if start:
-            del buf[:start]
-            scan = 0
-        # Resume scanning at the last byte: it may be the first LF of the terminator.
-        self._scan = max(len(buf) - 1, scan)
+        for payload in self._sse.feed(data):
+            self._event(payload, out)
         return out
 
-    def _event(self, block: bytes, out: list[dict[str, Any]]) -> None:
-        if block.startswith(b"data: ") and b"\n" not in block:  # the common case: one `data:` line
-            payload = block[6:]
-        else:
-            parts = []
-            for line in block.split(b"\n"):
-                if line.startswith(b"data:"):
-                    value = line[5:]
-                    parts.append(value[1:] if value.startswith(b" ") else value)
-                elif line == b"data":
-                    parts.append(b"")
-                # comments (":..."), event:, id:, retry: and unknown fields are ignored
-            if not parts:
-                return
-            payload = b"\n".join(parts)
+    def _event(self, payload: bytes, out: list[dict[str, Any]]) -> None:
         if payload == b"[DONE]":
             self.finished = True
             return

@@ -40,6 +40,7 @@ import orjson
 
 from gateway.providers import register
 from gateway.providers._openai_family import normalize_base_url, redact, retry_after_seconds
+from gateway.providers._sse import SSEFramer
 from gateway.types import ChatRequest, ErrorKind, RequestRejected, Route, UpstreamError, UpstreamRequest, Usage
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -590,13 +591,11 @@ class AnthropicStreamDecoder:
 
     __slots__ = (
         "_blocks",
-        "_buf",
         "_chars",
         "_content_seen",
-        "_cr",
         "_final",
         "_raw_usage",
-        "_scan",
+        "_sse",
         "_tools",
         "created",
         "finish_reason",
@@ -613,9 +612,7 @@ class AnthropicStreamDecoder:
         self.finish_reason: str | None = None
         self.id = ""
         self.created = int(time.time())
-        self._buf = bytearray()
-        self._cr = False
-        self._scan = 0
+        self._sse = SSEFramer()
         self._blocks: dict[int, list[Any]] = {}  # index → [kind, tool_calls index, arguments seen]
         self._tools = 0
         self._raw_usage: dict[str, Any] = {}
@@ -635,34 +632,9 @@ class AnthropicStreamDecoder:
         return usage
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        if not data:
-            return []
-        if self._cr:
-            self._cr = False
-            if data.startswith(b"\n"):
-                data = data[1:]
-        if b"\r" in data:
-            self._cr = data.endswith(b"\r")
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if not data:
-            return []
-        buf = self._buf
-        buf += data
         out: list[dict[str, Any]] = []
-        start = 0
-        scan = self._scan
-        while True:
-            end = buf.find(b"\n\n", scan)
-            if end < 0:
-                break
-            if end > start:
-                self._event(bytes(buf[start:end]), out)
-            start = end + 2
-            scan = start
-        if start:
-            del buf[:start]
-            scan = 0
-        self._scan = max(len(buf) - 1, scan)
+        for payload in self._sse.feed(data):
+            self._event(payload, out)
         return out
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -674,17 +646,9 @@ class AnthropicStreamDecoder:
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
 
-    def _event(self, block: bytes, out: list[dict[str, Any]]) -> None:
-        parts = []
-        for line in block.split(b"\n"):
-            if line.startswith(b"data:"):
-                value = line[5:]
-                parts.append(value[1:] if value.startswith(b" ") else value)
-            # event:, id:, retry: and comments: the type is in the data too
-        if not parts:
-            return
+    def _event(self, payload: bytes, out: list[dict[str, Any]]) -> None:
         try:
-            obj = orjson.loads(b"\n".join(parts))
+            obj = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise UpstreamError(ErrorKind.SERVER, "upstream sent a stream event that is not JSON") from exc
         if not isinstance(obj, dict):

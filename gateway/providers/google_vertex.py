@@ -40,6 +40,7 @@ import orjson
 
 from gateway.providers import register
 from gateway.providers._openai_family import redact, retry_after_seconds
+from gateway.providers._sse import SSEFramer
 from gateway.types import ChatRequest, ErrorKind, RequestRejected, Route, UpstreamError, UpstreamRequest, Usage
 
 ENDPOINT_TYPE = "google_vertex"
@@ -564,14 +565,12 @@ class GeminiStreamDecoder:
     """
 
     __slots__ = (
-        "_buf",
         "_calls",
-        "_cr",
         "_done",
         "_expected",
         "_prefix",
         "_roled",
-        "_scan",
+        "_sse",
         "created",
         "finish_reason",
         "finished",
@@ -594,53 +593,15 @@ class GeminiStreamDecoder:
         self._calls: dict[int, int] = {}  # candidate index → tool calls seen so far
         self._roled: set[int] = set()
         self._done: set[int] = set()
-        self._buf = bytearray()
-        self._cr = False
-        self._scan = 0
+        self._sse = SSEFramer()
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        if not data:
-            return []
-        if self._cr:
-            self._cr = False
-            if data.startswith(b"\n"):
-                data = data[1:]
-        if b"\r" in data:
-            self._cr = data.endswith(b"\r")
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if not data:
-            return []
-        buf = self._buf
-        buf += data
         out: list[dict[str, Any]] = []
-        start = 0
-        scan = self._scan
-        while True:
-            end = buf.find(b"\n\n", scan)
-            if end < 0:
-                break
-            if end > start:
-                self._event(bytes(buf[start:end]), out)
-            start = end + 2
-            scan = start
-        if start:
-            del buf[:start]
-            scan = 0
-        self._scan = max(len(buf) - 1, scan)
+        for payload in self._sse.feed(data):
+            self._event(payload, out)
         return out
 
-    def _event(self, block: bytes, out: list[dict[str, Any]]) -> None:
-        if block.startswith(b"data: ") and b"\n" not in block:
-            payload = block[6:]
-        else:
-            lines = []
-            for line in block.split(b"\n"):
-                if line.startswith(b"data:"):
-                    value = line[5:]
-                    lines.append(value[1:] if value.startswith(b" ") else value)
-            if not lines:
-                return
-            payload = b"\n".join(lines)
+    def _event(self, payload: bytes, out: list[dict[str, Any]]) -> None:
         if payload == b"[DONE]":  # not Google's, but harmless
             self.finished = True
             return
