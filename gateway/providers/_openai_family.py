@@ -18,6 +18,7 @@ from urllib.parse import quote
 import orjson
 
 from gateway.providers._sse import SSEFramer
+from gateway.providers._wire import load_object
 from gateway.types import ChatRequest, ErrorKind, RequestRejected, Route, UpstreamError, UpstreamRequest, Usage
 
 # Top-level request fields of OpenAI's CreateChatCompletionRequest (openai-openapi). Anything else is a
@@ -310,12 +311,7 @@ class OpenAIFamilyAdapter:
     # -- normalize out ---------------------------------------------------------------------------
 
     def parse_completion(self, request: ChatRequest, route: Route, data: bytes) -> tuple[dict[str, Any], Usage]:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(ErrorKind.SERVER, "upstream answered 2xx with a body that is not JSON") from exc
-        if not isinstance(obj, dict):
-            raise UpstreamError(ErrorKind.SERVER, "upstream answered 2xx with a body that is not a JSON object")
+        obj = load_object(data, "a 2xx body")
         if obj.get("error"):
             err = parse_error(500, {}, data)
             raise UpstreamError(ErrorKind.SERVER, err.message, code=err.code)
@@ -389,12 +385,7 @@ class OpenAIStreamDecoder:
         if payload == b"[DONE]":
             self.finished = True
             return
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(ErrorKind.SERVER, "upstream sent a stream event that is not JSON") from exc
-        if not isinstance(obj, dict):
-            raise UpstreamError(ErrorKind.SERVER, "upstream sent a stream event that is not a JSON object")
+        obj = load_object(payload, "a stream event")
         err = obj.get("error")
         if err:
             message, _t, _p, code = _error_fields(orjson.dumps({"error": err}))

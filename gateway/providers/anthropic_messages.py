@@ -41,6 +41,7 @@ import orjson
 from gateway.providers import register
 from gateway.providers._openai_family import normalize_base_url, redact, retry_after_seconds
 from gateway.providers._sse import SSEFramer
+from gateway.providers._wire import load_object
 from gateway.types import ChatRequest, ErrorKind, RequestRejected, Route, UpstreamError, UpstreamRequest, Usage
 
 ANTHROPIC_VERSION = "2023-06-01"
@@ -426,12 +427,7 @@ class AnthropicMessagesAdapter:
     # -- normalize out ---------------------------------------------------------------------------
 
     def parse_completion(self, request: ChatRequest, route: Route, data: bytes) -> tuple[dict[str, Any], Usage]:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(ErrorKind.SERVER, "upstream answered 2xx with a body that is not JSON") from exc
-        if not isinstance(obj, dict):
-            raise UpstreamError(ErrorKind.SERVER, "upstream answered 2xx with a body that is not a JSON object")
+        obj = load_object(data, "a 2xx body")
         if obj.get("type") == "error":
             message, etype = _error_fields(obj)
             raise UpstreamError(ErrorKind.SERVER, redact(message or "upstream answered an error"), code=etype)
@@ -647,12 +643,7 @@ class AnthropicStreamDecoder:
         }
 
     def _event(self, payload: bytes, out: list[dict[str, Any]]) -> None:
-        try:
-            obj = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(ErrorKind.SERVER, "upstream sent a stream event that is not JSON") from exc
-        if not isinstance(obj, dict):
-            raise UpstreamError(ErrorKind.SERVER, "upstream sent a stream event that is not a JSON object")
+        obj = load_object(payload, "a stream event")
         kind = obj.get("type")
         if kind == "content_block_delta":
             self._delta(obj, out)

@@ -41,6 +41,7 @@ import orjson
 from gateway.providers import register
 from gateway.providers._openai_family import redact, retry_after_seconds
 from gateway.providers._sse import SSEFramer
+from gateway.providers._wire import load_json
 from gateway.types import ChatRequest, ErrorKind, RequestRejected, Route, UpstreamError, UpstreamRequest, Usage
 
 ENDPOINT_TYPE = "google_vertex"
@@ -410,10 +411,7 @@ def _id_prefix(obj: Mapping[str, Any]) -> str:
 
 
 def _load(data: bytes, what: str) -> dict[str, Any]:
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError(ErrorKind.SERVER, f"upstream sent {what} that is not JSON") from exc
+    obj = load_json(data, what)
     if isinstance(obj, list) and len(obj) == 1 and isinstance(obj[0], dict):
         obj = obj[0]
     if not isinstance(obj, dict):
