@@ -32,14 +32,17 @@ def events_of(body: bytes) -> list:
     return out
 
 
-def usage_event(gateway, request_id: str, timeout: float = 5.0) -> UsageEvent:
+def usage_event(gateway, request_id: str | None = None, timeout: float = 5.0, **lookup) -> UsageEvent:
+    """Wait (at most `timeout`) for the usage event of a request, by request id or other fields."""
+    if request_id is not None:
+        lookup["request_id"] = request_id
     deadline = time.monotonic() + timeout
     while True:
         gateway.flush_usage()
-        event = UsageEvent.objects.filter(request_id=request_id).first()
+        event = UsageEvent.objects.filter(**lookup).first()
         if event is not None:
             return event
-        assert time.monotonic() < deadline, f"no usage event for {request_id}"
+        assert time.monotonic() < deadline, f"no usage event for {lookup}"
         time.sleep(0.05)
 
 
@@ -165,12 +168,7 @@ def test_client_disconnect_mid_stream_records_499_and_stops_the_upstream(gateway
         received += sock.recv(65536)
     assert mock_upstream.open_streams == 1
     sock.close()
-    deadline = time.monotonic() + 5
-    while not UsageEvent.objects.filter(client_request_id="disconnect-test").exists():
-        gateway.flush_usage()
-        assert time.monotonic() < deadline, "no usage event after the client left"
-        time.sleep(0.05)
-    event = UsageEvent.objects.get(client_request_id="disconnect-test")
+    event = usage_event(gateway, client_request_id="disconnect-test")
     assert event.outcome == "client_gone" and event.http_status == 499
     assert event.estimated and event.output_tokens > 0
     # The upstream call was cancelled, not left streaming into the void.
@@ -186,12 +184,7 @@ def test_client_disconnect_before_a_non_stream_answer_records_499(gateway, world
     mock_upstream.wait_for_requests(1)
     time.sleep(0.1)
     sock.close()
-    deadline = time.monotonic() + 5
-    while not UsageEvent.objects.filter(client_request_id="disconnect-test").exists():
-        gateway.flush_usage()
-        assert time.monotonic() < deadline, "no usage event after the client left"
-        time.sleep(0.05)
-    event = UsageEvent.objects.get(client_request_id="disconnect-test")
+    event = usage_event(gateway, client_request_id="disconnect-test")
     assert event.outcome == "client_gone" and event.http_status == 499
     assert event.estimated and event.input_tokens > 0 and event.output_tokens == 0
 
@@ -234,12 +227,7 @@ def test_client_gone_after_a_failover_bills_the_route_it_was_waiting_on(gateway,
         time.sleep(0.01)
     time.sleep(0.1)
     sock.close()
-    deadline = time.monotonic() + 5
-    while not UsageEvent.objects.filter(client_request_id="disconnect-test").exists():
-        gateway.flush_usage()
-        assert time.monotonic() < deadline, "no usage event after the client left"
-        time.sleep(0.05)
-    event = UsageEvent.objects.get(client_request_id="disconnect-test")
+    event = usage_event(gateway, client_request_id="disconnect-test")
     assert event.route_id == slow.pk and event.outcome == "client_gone"
     assert [a["outcome"] for a in event.attempts] == ["server", "client_gone"]
     assert event.estimated and event.input_tokens > 0
