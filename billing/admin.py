@@ -19,19 +19,22 @@ from billing.models import Invoice, InvoiceLine, LedgerEntry, Model, PriceCard, 
 BACKDATE_GRACE = timedelta(minutes=10)
 
 
+# A card's own fields, in the order the form, the inline and the list show them.
+CARD_FIELDS = [
+    "service_tier",
+    "currency",
+    "input_per_1m",
+    "cached_input_per_1m",
+    "cache_write_per_1m",
+    "output_per_1m",
+    "effective_from",
+]
+
+
 class PriceCardForm(forms.ModelForm):
     class Meta:
         model = PriceCard
-        fields = [
-            "model",
-            "service_tier",
-            "currency",
-            "input_per_1m",
-            "cached_input_per_1m",
-            "cache_write_per_1m",
-            "output_per_1m",
-            "effective_from",
-        ]
+        fields = ["model", *CARD_FIELDS]
 
     def clean_effective_from(self):
         value = self.cleaned_data["effective_from"]
@@ -62,15 +65,7 @@ class PriceCardInline(admin.TabularInline):
     form = PriceCardForm
     extra = 0
     can_delete = False
-    fields = [
-        "service_tier",
-        "currency",
-        "input_per_1m",
-        "cached_input_per_1m",
-        "cache_write_per_1m",
-        "output_per_1m",
-        "effective_from",
-    ]
+    fields = CARD_FIELDS
 
     def has_change_permission(self, request, obj=None) -> bool:
         # Existing rows render read-only; the "add another" row stays available.
@@ -105,16 +100,7 @@ class ModelAdmin(admin.ModelAdmin):
 @admin.register(PriceCard)
 class PriceCardAdmin(admin.ModelAdmin):
     form = PriceCardForm
-    list_display = [
-        "model",
-        "service_tier",
-        "currency",
-        "input_per_1m",
-        "cached_input_per_1m",
-        "cache_write_per_1m",
-        "output_per_1m",
-        "effective_from",
-    ]
+    list_display = ["model", *CARD_FIELDS]
     list_filter = ["model", "service_tier", "currency"]
     list_select_related = ["model"]
     date_hierarchy = "effective_from"
