@@ -27,10 +27,7 @@ anthropic-sdk-python's generated types. It answers like the API does:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import re
-import socket
 import threading
 import time
 from collections import deque
@@ -41,6 +38,8 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+
+from tests.mocks._server import ThreadedServer
 
 DEFAULT_ANTHROPIC_KEY = "sk-ant-api03-mock-key-0123456789abcdefABCDEF"
 # model id → max output tokens (Claude Sonnet 4.5: 64K; the alias resolves to the same model)
@@ -604,12 +603,15 @@ def stream_events(answer: Answer, scenario: Scenario) -> list[dict[str, Any]]:
 # the server
 
 
-class MockAnthropic:
+class MockAnthropic(ThreadedServer):
     """See the module docstring. Thread-safe to script and inspect from the test's thread."""
+
+    thread_name = "mock-anthropic"
 
     def __init__(
         self, *, api_keys: tuple[str, ...] = (DEFAULT_ANTHROPIC_KEY,), models: dict[str, int] | None = None
     ) -> None:
+        super().__init__()
         self.api_key = api_keys[0]
         self.api_keys = set(api_keys)
         self._default_models = dict(models or DEFAULT_MODELS)
@@ -619,75 +621,12 @@ class MockAnthropic:
         self._lock = threading.Lock()
         self._global: deque[_Scripted] = deque()
         self._per_model: dict[str, deque[_Scripted]] = {}
-        self._closing = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> MockAnthropic:
-        if self._thread:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._start(sock))
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"mock-anthropic-{self.port}", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        if not self._thread or not self._loop:
-            return
-        self._closing = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._thread = None
-
-    def __enter__(self) -> MockAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def _start(self, sock: socket.socket) -> None:
-        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+    def build_app(self) -> web.Application:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_route("*", "/{tail:.*}", self._unknown_path)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        return app
 
     # -- scripting -------------------------------------------------------------------------------
 

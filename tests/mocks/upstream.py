@@ -20,9 +20,6 @@ Every request is recorded. Failures are scripted per next request or per deploym
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import socket
 import threading
 import time
 from collections import deque
@@ -45,6 +42,7 @@ from gateway.simulator import (
     validate,
 )
 from gateway.types import Route
+from tests.mocks._server import ThreadedServer
 
 Family = Literal["azure", "openai"]
 
@@ -165,8 +163,10 @@ class _Scripted:
     remaining: int | None  # None: forever
 
 
-class MockUpstream:
+class MockUpstream(ThreadedServer):
     """See the module docstring. Thread-safe to script and inspect from the test's thread."""
+
+    thread_name = "mock-upstream"
 
     def __init__(
         self,
@@ -175,6 +175,7 @@ class MockUpstream:
         openai_key: str = DEFAULT_OPENAI_KEY,
         deployments: tuple[Deployment, ...] = DEFAULT_DEPLOYMENTS,
     ) -> None:
+        super().__init__()
         self.azure_key = azure_key
         self.openai_key = openai_key
         self._default_deployments = deployments
@@ -185,81 +186,16 @@ class MockUpstream:
         self._global: deque[_Scripted] = deque()
         self._per_deployment: dict[str, deque[_Scripted]] = {}
         self._generation = 0
-        self._closing = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        """The provider root, as an operator types it as a route's base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> MockUpstream:
-        if self._thread:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._start(sock))
-            except BaseException as exc:  # surfaced to the starting thread
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
-            # Handlers still sleeping out a scripted delay: cancel them, so none is destroyed pending.
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"mock-upstream-{self.port}", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        if not self._thread or not self._loop:
-            return
-        self._closing = True
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._thread = None
-
-    def __enter__(self) -> MockUpstream:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def _start(self, sock: socket.socket) -> None:
-        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+    def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/openai/v1/chat/completions", self._azure_v1)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._azure_deployments)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_route("*", "/{tail:.*}", self._unknown_path)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        return app
 
     # -- scripting -------------------------------------------------------------------------------
 

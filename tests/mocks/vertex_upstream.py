@@ -31,10 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
-import logging
 import re
-import socket
 import threading
 import time
 from collections import deque
@@ -45,6 +42,8 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import web
+
+from tests.mocks._server import ThreadedServer
 
 DEFAULT_API_KEY = "AQ.vertex-express-test-key-0123456789"
 PATH = re.compile(
@@ -645,10 +644,13 @@ class _Scripted:
     remaining: int | None
 
 
-class VertexMock:
+class VertexMock(ThreadedServer):
     """See the module docstring. Thread-safe to script and inspect from the test's thread."""
 
+    thread_name = "vertex-mock"
+
     def __init__(self, *, api_key: str = DEFAULT_API_KEY, models: tuple[VertexModel, ...] = DEFAULT_MODELS) -> None:
+        super().__init__()
         self.api_key = api_key
         self._default_models = models
         self.models: dict[str, VertexModel] = {m.name: m for m in models}
@@ -656,72 +658,11 @@ class VertexMock:
         self._lock = threading.Lock()
         self._global: deque[_Scripted] = deque()
         self._per_model: dict[str, deque[_Scripted]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> VertexMock:
-        if self._thread:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._start(sock))
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name=f"vertex-mock-{self.port}", daemon=True)
-        self._thread.start()
-        ready.wait(10)
-        if failure:
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        if not self._thread or not self._loop:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._thread = None
-
-    def __enter__(self) -> VertexMock:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def _start(self, sock: socket.socket) -> None:
-        logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+    def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        return app
 
     # -- scripting ----------------------------------------------------------------------------------
 
