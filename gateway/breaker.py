@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import orjson
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,8 @@ BASE_COOLDOWN = 15.0
 MAX_COOLDOWN = 300.0
 PROBE_LEASE = 30.0
 REDIS_BACKOFF = 5.0  # after Redis fails, count locally for this long before trying it again
-HASH_KEY = "omixa:breaker"
+# Namespaced (OMIXA_REDIS_PREFIX) so that two deployments, or two test runs, can share one Redis.
+HASH_KEY = f"{settings.OMIXA_REDIS_PREFIX}:breaker"
 
 _RECORD_FAILURE = """
 local now = tonumber(ARGV[1])

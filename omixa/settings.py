@@ -78,12 +78,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
+# Every Redis key Omixa writes (breaker state, limit counters) starts with this.
+OMIXA_REDIS_PREFIX = env_str("OMIXA_REDIS_PREFIX", "omixa")
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "omixa",
+            "KEY_PREFIX": OMIXA_REDIS_PREFIX,
         }
     }
 else:

@@ -56,9 +56,11 @@ def clear_shared_breaker_state() -> None:
         return
     import redis
 
+    from gateway import breaker
+
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
-        keys = list(client.scan_iter("omixa:breaker*"))
+        keys = list(client.scan_iter(f"{breaker.HASH_KEY}*"))
         if keys:
             client.delete(*keys)
     finally:

@@ -6,6 +6,8 @@ import tempfile
 os.environ.setdefault("OMIXA_SECRET_KEY", "omixa-test-secret-key-not-for-production-0123456789")
 os.environ.setdefault("OMIXA_ENCRYPTION_KEY", "5GgkfOdxmdTvCXkBg8hj7M6qwQmTr2WvkkNcTwqAZcY=")
 os.environ.setdefault("OMIXA_SIMULATOR", "1")
+# One Redis namespace per test process: concurrent runs on one machine never see each other's keys.
+os.environ.setdefault("OMIXA_REDIS_PREFIX", f"omixa-test-{os.getpid()}")
 os.environ.setdefault("OMIXA_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")
 
 from omixa.settings import *  # noqa: F403
