@@ -8,6 +8,10 @@ from gateway.views import not_found
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("gateway.urls")),
+    path("", include("api.urls")),  # the management API (api/v1/...) and its schema (api/schema/)
+    path("docs/", include("modeldocs.urls")),
+    path("", include("omixa.ops_urls")),
+    path("", include("console.urls")),
 ]
 
 if settings.OMIXA_SIMULATOR:

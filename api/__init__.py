@@ -1,0 +1,1 @@
+"""The management REST API (DRF) under /api/v1/: keys, members, usage, requests, invoices, audit."""

@@ -1,0 +1,3 @@
+"""Operational endpoints: /healthz, /readyz, /metrics."""
+
+urlpatterns: list = []
