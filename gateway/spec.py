@@ -165,6 +165,13 @@ def _expected_phrase(phrases: list[str]) -> str:
 # --- the spec ------------------------------------------------------------------------------------
 
 
+def _bound(row: Mapping[str, Any], name: str) -> float | None:
+    value = row.get(name)
+    if value is not None and not _is_number(value):
+        raise ValueError(f"spec row {row.get('name')!r}: {name!r} must be a number or null")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
     """One row of the model's request-fields table, exactly as the docs page renders it."""
@@ -176,6 +183,9 @@ class FieldSpec:
     description: str
     strip: bool = False
     doc_only: bool = False
+    # A model's own bounds for a number row (Claude's temperature is 0-1), on top of OpenAI's range.
+    minimum: float | None = None
+    maximum: float | None = None
     # derived once: the row's top-level parameter names, the Python types its `type` allows, its accepted set
     params: tuple[str, ...] = field(init=False, compare=False, repr=False)
     py_types: frozenset[type] | None = field(init=False, compare=False, repr=False)
@@ -204,6 +214,8 @@ class FieldSpec:
             description=str(row.get("description", "")),
             strip=bool(row.get("strip", False)),
             doc_only=bool(row.get("doc_only", False)),
+            minimum=_bound(row, "minimum"),
+            maximum=_bound(row, "maximum"),
         )
 
     @property
@@ -824,6 +836,8 @@ def validate_chat(body: object, spec: ModelSpec) -> ChatRequest:
             check = _ROW_CHECKS.get(key)
             if check is not None:
                 check(value, spec)
+            if (row.minimum is not None or row.maximum is not None) and _is_number(value):
+                _check_range(key, value, row.minimum, row.maximum)
             accepted = row.accepted_set
             if accepted is not None and (type(value) is not str or value not in accepted):
                 _check_accepted(row, key, value)

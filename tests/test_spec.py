@@ -880,3 +880,17 @@ def test_reasoning_effort_resolves_to_the_models_thinking_budget():
     assert validate_chat({**body, "reasoning_effort": "medium"}, claude).reasoning_budget == 8192
     assert validate_chat(body, claude).reasoning_budget is None
     assert validate_chat({**body, "model": "codex-mini", "reasoning_effort": "low"}, CODEX).reasoning_budget is None
+
+
+def test_a_models_own_range_narrows_openais_and_is_checked_before_any_route():
+    claude = make_spec("claude-sonnet-4-5")
+    gemini = make_spec("gemini-2.5-flash")
+    body = {"messages": [{"role": "user", "content": "hi"}], "temperature": 1.5}
+    assert validate_chat({**body, "model": "gemini-2.5-flash"}, gemini).body["temperature"] == 1.5
+    with pytest.raises(RequestRejected) as caught:
+        validate_chat({**body, "model": "claude-sonnet-4-5"}, claude)
+    assert caught.value.param == "temperature"
+    assert "<= 1" in caught.value.message
+    assert validate_chat({**body, "model": "claude-sonnet-4-5", "temperature": 1}, claude).body["temperature"] == 1
+    with pytest.raises(ValueError, match="maximum"):
+        make_spec("codex-mini", edit=lambda e: e["spec"]["fields"][2].update(maximum="one"))
