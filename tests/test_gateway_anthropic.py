@@ -280,24 +280,92 @@ def test_reasoning_effort_maps_to_thinking_and_shows_it_when_asked(client, claud
     assert anthropic_upstream.last.json["max_tokens"] == 30000
 
 
-def test_tool_loop_with_reasoning_effort_keeps_working(client, claude_route, anthropic_upstream):
+def test_tool_loop_keeps_thinking_when_the_client_sends_the_signed_blocks_back(
+    client, claude_route, anthropic_upstream
+):
     question = {"role": "user", "content": "Where is order A-17?"}
     anthropic_upstream.script(Scenario(tool_calls=[("lookup_order", {"order_id": "A-17"})]))
     first = client.chat.completions.create(model=MODEL, messages=[question], tools=TOOLS, reasoning_effort="low")
     assert "thinking" in anthropic_upstream.last.json
+    assistant = first.choices[0].message.model_dump(exclude_none=True)
+    # the signed thinking comes back verbatim (shown or not: the next turn needs it)
+    assert assistant["thinking_blocks"][0]["thinking"] == DEFAULT_THINKING
+    assert "reasoning_content" not in assistant
     call = first.choices[0].message.tool_calls[0]
+    results = {"role": "tool", "tool_call_id": call.id, "content": "shipped"}
     follow_up = client.chat.completions.create(
-        model=MODEL,
-        messages=[
-            question,
-            {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
-            {"role": "tool", "tool_call_id": call.id, "content": "shipped"},
-        ],
-        tools=TOOLS,
-        reasoning_effort="low",
+        model=MODEL, messages=[question, assistant, results], tools=TOOLS, reasoning_effort="low"
     )
     assert follow_up.choices[0].message.content == DEFAULT_TEXT
+    sent = anthropic_upstream.last.json
+    assert sent["thinking"]["type"] == "enabled"  # the mock, like Anthropic, checks the block and its signature
+    assert sent["messages"][1]["content"][0] == assistant["thinking_blocks"][0]
+
+    # A client that drops them (or any OpenAI-shaped client) still gets its answer, without thinking.
+    bare = {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]}
+    again = client.chat.completions.create(
+        model=MODEL, messages=[question, bare, results], tools=TOOLS, reasoning_effort="low"
+    )
+    assert again.choices[0].message.content == DEFAULT_TEXT
     assert "thinking" not in anthropic_upstream.last.json  # the real API would refuse it without the signed block
+
+
+def test_tampered_thinking_blocks_are_the_clients_fault_and_malformed_ones_a_400(
+    client, claude_route, anthropic_upstream
+):
+    question = {"role": "user", "content": "Where is order A-17?"}
+    anthropic_upstream.script(Scenario(tool_calls=[("lookup_order", {"order_id": "A-17"})]))
+    first = client.chat.completions.create(model=MODEL, messages=[question], tools=TOOLS, reasoning_effort="low")
+    assistant = first.choices[0].message.model_dump(exclude_none=True)
+    results = {"role": "tool", "tool_call_id": assistant["tool_calls"][0]["id"], "content": "shipped"}
+    assistant["thinking_blocks"][0]["thinking"] += " (edited)"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=MODEL, messages=[question, assistant, results], tools=TOOLS, reasoning_effort="low"
+        )
+    assert "signature" in caught.value.body["message"]
+    assistant["thinking_blocks"] = [{"type": "thinking", "thinking": "no signature"}]
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=MODEL, messages=[question, assistant, results], tools=TOOLS, reasoning_effort="low"
+        )
+    assert caught.value.body["param"] == "messages[1].thinking_blocks[0]"
+
+
+def test_a_streamed_tool_call_carries_its_signed_thinking_for_the_next_turn(client, claude_route, anthropic_upstream):
+    question = {"role": "user", "content": "Where is order A-17?"}
+    anthropic_upstream.script(Scenario(tool_calls=[("lookup_order", {"order_id": "A-17"})], text_chunk_chars=7))
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[question], tools=TOOLS, reasoning_effort="low", stream=True
+    )
+    blocks, calls, finish = None, {}, None
+    for chunk in stream:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        blocks = (delta.model_extra or {}).get("thinking_blocks") or blocks
+        for call in delta.tool_calls or []:
+            entry = calls.setdefault(call.index, {"id": call.id, "name": "", "arguments": ""})
+            entry["name"] += call.function.name or ""
+            entry["arguments"] += call.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert finish == "tool_calls"
+    assert blocks and blocks[0]["thinking"] == DEFAULT_THINKING  # joined from the thinking deltas
+    call = calls[0]
+    assistant = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}
+        ],
+        "thinking_blocks": blocks,
+    }
+    results = {"role": "tool", "tool_call_id": call["id"], "content": "shipped"}
+    follow_up = client.chat.completions.create(
+        model=MODEL, messages=[question, assistant, results], tools=TOOLS, reasoning_effort="low"
+    )
+    assert follow_up.choices[0].message.content == DEFAULT_TEXT
+    assert anthropic_upstream.last.json["thinking"]["type"] == "enabled"
 
 
 def test_forced_tool_use_with_reasoning_is_a_400_before_anything_is_sent(client, claude_route, anthropic_upstream):

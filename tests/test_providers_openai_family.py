@@ -567,3 +567,18 @@ def test_stream_decoder_bare_cr_line_endings():
     for step in (1, 7):
         out, dec = _decode_all(OPENAI, cr, [cr[i : i + step] for i in range(0, len(cr), step)])
         assert out == ref and dec.finished
+
+
+@pytest.mark.parametrize("adapter", [AZURE, OPENAI])
+def test_anthropic_thinking_blocks_sent_back_by_a_client_are_not_forwarded(adapter):
+    blocks = [{"type": "thinking", "thinking": "t", "signature": "s"}]
+    call = {"id": "call_1", "type": "function", "function": {"name": "lookup_order", "arguments": "{}"}}
+    messages = [
+        *copy.deepcopy(MESSAGES),
+        {"role": "assistant", "content": None, "tool_calls": [call], "thinking_blocks": blocks},
+        {"role": "tool", "tool_call_id": "call_1", "content": "shipped"},
+    ]
+    request = chat({"messages": messages, "tools": TOOLS})
+    _, body = sent(adapter, request, route("azure" if adapter is AZURE else "openai"))
+    assert body["messages"][2] == {"role": "assistant", "content": None, "tool_calls": [call]}
+    assert request.body["messages"][2]["thinking_blocks"] == blocks  # the client's request is left as sent

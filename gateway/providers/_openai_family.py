@@ -262,6 +262,10 @@ class OpenAIFamilyAdapter:
                 )
         body = {k: v for k, v in src.items() if k not in _OWNED}
         body["model"] = route.deployment or route.model_slug
+        messages = body["messages"]
+        if any("thinking_blocks" in m for m in messages):
+            # Anthropic's signed thinking, which Omixa returns on tool-call answers: not an OpenAI field
+            body["messages"] = [{k: v for k, v in m.items() if k != "thinking_blocks"} for m in messages]
 
         effort = request.reasoning_effort or body.pop("reasoning_effort", None)
         body.pop("reasoning_effort", None)

@@ -22,12 +22,15 @@ Translate in (OpenAI chat → Messages):
   half of it (at least 1024), and a limit ≤ 1024 is a 400.
   Thinking is incompatible with temperature changes (dropped, as the model page says) and with forced tool use
   (`required`/named: a 400); `top_p` is kept only within 0.95-1. A turn that continues a tool loop (tool results
-  for the last assistant turn's tool calls) goes without thinking: Anthropic requires that assistant turn to start
-  with its signed thinking block, which the OpenAI chat format has no place for.
+  for the last assistant turn's tool calls) keeps thinking only when that assistant message carries the
+  `thinking_blocks` Omixa returned with its tool calls (Anthropic requires the turn to start with its signed
+  thinking); without them the continuation goes without thinking, and stale thinking blocks are dropped.
 
 Normalize out: text blocks joined → `content`, `thinking` → `reasoning_content` (only with show_thinking),
-`tool_use` → `tool_calls`, `stop_reason` → `finish_reason`, usage → disjoint buckets (input_tokens excludes
-cache reads and writes; output_tokens includes thinking). Stream usage is cumulative: overwritten, never added.
+`tool_use` → `tool_calls` (with the signed `thinking`/`redacted_thinking` blocks, verbatim, as the message's
+`thinking_blocks`; in a stream, one delta before the finish chunk), `stop_reason` → `finish_reason`, usage →
+disjoint buckets (input_tokens excludes cache reads and writes; output_tokens includes thinking). Stream usage
+is cumulative: overwritten, never added.
 """
 
 from __future__ import annotations
@@ -201,6 +204,35 @@ def _tool_use_blocks(calls: list[dict[str, Any]], path: str) -> list[dict[str, A
     return blocks
 
 
+def _signed_thinking(value: Any, path: str) -> list[dict[str, Any]]:
+    """An assistant message's `thinking_blocks` (as Omixa returned them) → Anthropic's blocks, verbatim."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _reject(f"Invalid type for '{path}': expected an array of thinking blocks.", path, "invalid_type")
+    blocks = []
+    for k, block in enumerate(value):
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "thinking" and isinstance(block.get("thinking"), str) and isinstance(block.get("signature"), str):
+            blocks.append({"type": "thinking", "thinking": block["thinking"], "signature": block["signature"]})
+        elif kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            blocks.append({"type": "redacted_thinking", "data": block["data"]})
+        else:
+            raise _reject(
+                f"Invalid '{path}[{k}]': expected a thinking block as returned in 'thinking_blocks' "
+                '({"type": "thinking", "thinking": ..., "signature": ...} or {"type": "redacted_thinking", "data": ...}).',
+                f"{path}[{k}]",
+            )
+    return blocks
+
+
+def _strip_thinking(turns: list[dict[str, Any]]) -> None:
+    for turn in turns:
+        if turn["role"] == "assistant":
+            turn["content"] = [b for b in turn["content"] if b["type"] not in _THINKING_BLOCKS]
+    turns[:] = [turn for turn in turns if turn["content"]]
+
+
 def translate_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """OpenAI messages → (system text blocks, Messages turns)."""
     system: list[dict[str, Any]] = []
@@ -221,7 +253,9 @@ def translate_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, A
         elif role == "user":
             blocks = _user_blocks(content, path)
         elif role == "assistant":
-            blocks = _text_blocks(content, path)
+            # signed thinking first: Anthropic checks that a tool-loop turn starts with it
+            blocks = _signed_thinking(message.get("thinking_blocks"), f"messages[{i}].thinking_blocks")
+            blocks.extend(_text_blocks(content, path))
             calls = message.get("tool_calls")
             if calls:
                 blocks.extend(_tool_use_blocks(calls, f"messages[{i}].tool_calls"))
@@ -245,6 +279,9 @@ def translate_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, A
     return system, turns
 
 
+_THINKING_BLOCKS = ("thinking", "redacted_thinking")
+
+
 def continues_tool_loop(turns: list[dict[str, Any]]) -> bool:
     """True when the last assistant turn called tools and the turn after it carries their results."""
     for k in range(len(turns) - 1, -1, -1):
@@ -252,6 +289,14 @@ def continues_tool_loop(turns: list[dict[str, Any]]) -> bool:
             if k + 1 >= len(turns) or not any(b["type"] == "tool_use" for b in turns[k]["content"]):
                 return False
             return any(b["type"] == "tool_result" for b in turns[k + 1]["content"])
+    return False
+
+
+def _loop_is_signed(turns: list[dict[str, Any]]) -> bool:
+    """The last assistant turn starts with the signed thinking block Anthropic returned for it."""
+    for turn in reversed(turns):
+        if turn["role"] == "assistant":
+            return turn["content"][0]["type"] in _THINKING_BLOCKS
     return False
 
 
@@ -316,9 +361,12 @@ class AnthropicMessagesAdapter:
 
         effort = request.reasoning_effort or src.get("reasoning_effort")
         # With thinking on, Anthropic requires the last assistant turn of a tool loop (tool_use answered by
-        # tool_result) to start with its signed thinking block, which OpenAI-shaped clients cannot send back:
-        # such a continuation turn is sent without thinking (the effort applies to the next fresh turn).
-        thinking = effort is not None and not continues_tool_loop(turns)
+        # tool_result) to start with its signed thinking block. Omixa returns it as `thinking_blocks` on the
+        # assistant message; a client that sends it back keeps thinking on, one that does not continues the
+        # loop without thinking (the effort applies to the next fresh turn).
+        thinking = effort is not None and (not continues_tool_loop(turns) or _loop_is_signed(turns))
+        if not thinking:
+            _strip_thinking(turns)
         if thinking:
             budget = request.reasoning_budget or FALLBACK_BUDGETS.get(effort)
             if budget is None:
@@ -437,6 +485,7 @@ class AnthropicMessagesAdapter:
         texts: list[str] = []
         thoughts: list[str] = []
         calls: list[dict[str, Any]] = []
+        signed: list[dict[str, Any]] = []
         for block in content:
             if not isinstance(block, dict):
                 raise UpstreamError(ErrorKind.SERVER, "upstream answer has a malformed content block")
@@ -445,6 +494,15 @@ class AnthropicMessagesAdapter:
                 texts.append(block.get("text") or "")
             elif kind == "thinking":
                 thoughts.append(block.get("thinking") or "")
+                signed.append(
+                    {
+                        "type": "thinking",
+                        "thinking": block.get("thinking") or "",
+                        "signature": block.get("signature") or "",
+                    }
+                )
+            elif kind == "redacted_thinking":
+                signed.append({"type": "redacted_thinking", "data": block.get("data") or ""})
             elif kind == "tool_use":
                 calls.append(
                     {
@@ -456,11 +514,14 @@ class AnthropicMessagesAdapter:
                         },
                     }
                 )
-            # redacted_thinking, server tool blocks: nothing to show in chat-completions shape
+            # server tool blocks: nothing to show in chat-completions shape
         text = "".join(texts)
         message: dict[str, Any] = {"role": "assistant", "content": text if (text or not calls) else None}
         if calls:
             message["tool_calls"] = calls
+            if signed:
+                # what the client sends back with the tool results so that thinking stays on (see prepare)
+                message["thinking_blocks"] = signed
         if request.show_thinking and thoughts:
             message["reasoning_content"] = "".join(thoughts)
         message["refusal"] = None
@@ -591,6 +652,7 @@ class AnthropicStreamDecoder:
         "_content_seen",
         "_final",
         "_raw_usage",
+        "_signed",
         "_sse",
         "_tools",
         "created",
@@ -611,6 +673,8 @@ class AnthropicStreamDecoder:
         self._sse = SSEFramer()
         self._blocks: dict[int, list[Any]] = {}  # index → [kind, tool_calls index, arguments seen]
         self._tools = 0
+        # index → the thinking block being received (text parts, signature): sent back with tool results
+        self._signed: dict[int, dict[str, Any]] = {}
         self._raw_usage: dict[str, Any] = {}
         self._final = False
         self._content_seen = False
@@ -671,6 +735,8 @@ class AnthropicStreamDecoder:
             stop = delta.get("stop_reason")
             if stop:
                 self.finish_reason = finish_reason(stop)
+                if self._signed and self._tools:
+                    out.append(self._chunk({"thinking_blocks": self._thinking_blocks()}))
                 out.append(self._chunk({}, self.finish_reason))
         elif kind == "message_stop":
             self.finished = True
@@ -680,6 +746,18 @@ class AnthropicStreamDecoder:
                 ErrorKind.SERVER, redact(message or "upstream sent an error event mid-stream"), code=etype
             )
         # ping and unknown event types are ignored (Anthropic's versioning policy adds new ones)
+
+    def _thinking_blocks(self) -> list[dict[str, Any]]:
+        blocks = []
+        for index in sorted(self._signed):
+            block = self._signed[index]
+            if block["type"] == "thinking":
+                blocks.append(
+                    {"type": "thinking", "thinking": "".join(block["parts"]), "signature": block["signature"]}
+                )
+            else:
+                blocks.append(block)
+        return blocks
 
     def _merge_usage(self, usage: dict[str, Any]) -> None:
         raw = self._raw_usage
@@ -704,6 +782,7 @@ class AnthropicStreamDecoder:
         elif kind == "thinking":
             self._blocks[index] = ["thinking", None, False]
             text = block.get("thinking")
+            self._signed[index] = {"type": "thinking", "parts": [text] if text else [], "signature": ""}
             if text and self.show_thinking:
                 self._emit(out, {"reasoning_content": text}, len(text))
         elif kind == "tool_use":
@@ -721,6 +800,8 @@ class AnthropicStreamDecoder:
             self._emit(out, {"tool_calls": [call]}, len(arguments))
         else:
             self._blocks[index] = ["other", None, False]  # redacted_thinking, server tools: not shown
+            if kind == "redacted_thinking":
+                self._signed[index] = {"type": "redacted_thinking", "data": block.get("data") or ""}
 
     def _delta(self, obj: dict[str, Any], out: list[dict[str, Any]]) -> None:
         delta = obj.get("delta") or {}
@@ -738,11 +819,18 @@ class AnthropicStreamDecoder:
         elif kind == "thinking_delta":
             text = delta.get("thinking")
             if text:
+                signed = self._signed.get(obj.get("index"))
+                if signed is not None:
+                    signed["parts"].append(text)
                 if self.show_thinking:
                     self._emit(out, {"reasoning_content": text}, len(text))
                 else:
                     self._chars += len(text)  # billed output even when not shown
-        # signature_delta, citations_delta: nothing to show
+        elif kind == "signature_delta":
+            signed = self._signed.get(obj.get("index"))
+            if signed is not None:
+                signed["signature"] = delta.get("signature") or ""
+        # citations_delta: nothing to show
 
 
 adapter = register(AnthropicMessagesAdapter())

@@ -27,6 +27,8 @@ anthropic-sdk-python's generated types. It answers like the API does:
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import re
 import threading
 import time
@@ -197,11 +199,20 @@ def _check_block(block: Any, path: str, role: str) -> None:
     elif kind in ("thinking", "redacted_thinking"):
         if role != "assistant":
             raise Invalid(f"{path}: thinking blocks are only allowed in assistant messages")
+        if kind == "thinking" and block.get("signature") != sign(block.get("thinking") or ""):
+            raise Invalid(f"{path}: Invalid `signature` in `thinking` block")
+        if kind == "redacted_thinking" and not isinstance(block.get("data"), str):
+            raise Invalid(f"{path}.data: Field required")
     else:
         raise Invalid(f"{path}: Input tag '{kind}' found using 'type' does not match any of the expected tags")
     for extra in ("image_url", "input_audio", "file"):
         if extra in block:
             raise Invalid(f"{path}.{kind}.{extra}: Extra inputs are not permitted")
+
+
+def sign(thinking: str) -> str:
+    """The mock's thinking signature: like the real one, it breaks when the thinking text is changed."""
+    return base64.b64encode(hashlib.sha256(b"mock-anthropic:" + thinking.encode()).digest()).decode()
 
 
 def _check_messages(messages: Any) -> None:
@@ -468,7 +479,7 @@ def answer_for(body: dict, scenario: Scenario) -> Answer:
     output_chars = 0
     if (body.get("thinking") or {}).get("type") == "enabled":
         thought = scenario.thinking or DEFAULT_THINKING
-        blocks.append({"type": "thinking", "thinking": thought, "signature": "EqQBCgIYAhIMmockSignature=="})
+        blocks.append({"type": "thinking", "thinking": thought, "signature": sign(thought)})
         output_chars += len(thought)
     calls = scenario.tool_calls
     choice = body.get("tool_choice") or {}
