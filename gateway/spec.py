@@ -224,8 +224,15 @@ class FieldSpec:
 
     @property
     def accepted_label(self) -> str:
-        """The page's "Accepted values" cell."""
-        return "Any valid value" if self.accepted is None else ", ".join(self.accepted)
+        """The page's "Accepted values" cell: the accepted values and the row's own number range."""
+        parts = [] if self.accepted is None else [", ".join(self.accepted)]
+        if self.minimum is not None and self.maximum is not None:
+            parts.append(f"{self.minimum:g} to {self.maximum:g}")
+        elif self.minimum is not None:
+            parts.append(f"at least {self.minimum:g}")
+        elif self.maximum is not None:
+            parts.append(f"at most {self.maximum:g}")
+        return "; ".join(parts) or "Any valid value"
 
     def as_dict(self) -> dict[str, Any]:
         return {
