@@ -18,7 +18,7 @@ from gateway.services import provider_key_add
 from tests.gateway_fixtures import gateway, world  # noqa: F401
 from tests.mocks.fixtures import mock_upstream  # noqa: F401
 from tests.mocks.upstream import Scenario
-from tests.mocks.vertex_upstream import VertexScenario, vertex_upstream  # noqa: F401
+from tests.mocks.vertex_upstream import VertexScenario, sign_call, vertex_upstream  # noqa: F401
 
 MODEL = "gemini-2.5-flash"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -154,6 +154,58 @@ def test_multi_turn_with_tool_call_and_tool_result(client, vertex_route, vertex_
         "role": "user",
         "parts": [{"functionResponse": {"name": "lookup_order", "id": "call_a17", "response": {"output": "shipped"}}}],
     }
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_thought_signatures_ride_in_the_tool_call_id_and_go_back_upstream(
+    client, vertex_route, vertex_upstream, stream
+):
+    question = {"role": "user", "content": "Where is order A-17?"}
+    vertex_upstream.script(VertexScenario(tool_calls=[("lookup_order", {"order_id": "A-17"})]))
+    first = client.chat.completions.create(
+        model=MODEL, messages=[question], tools=TOOLS, reasoning_effort="low", stream=stream
+    )
+    if stream:
+        ids = [c.id for chunk in first if chunk.choices for c in chunk.choices[0].delta.tool_calls or () if c.id]
+        call_id = ids[0]
+    else:
+        call_id = first.choices[0].message.tool_calls[0].id
+    signature = sign_call("lookup_order", {"order_id": "A-17"})
+    assert "+" in signature or "/" in signature  # the id carries it URL-safe, and it comes back exact
+    base, marker, _ = call_id.partition("__ts__")
+    assert marker and base and all(c.isalnum() or c in "-_" for c in call_id)
+
+    call = {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "lookup_order", "arguments": '{"order_id": "A-17"}'},
+    }
+    results = {"role": "tool", "tool_call_id": call_id, "content": "shipped"}
+    follow_up = client.chat.completions.create(
+        model=MODEL,
+        messages=[question, {"role": "assistant", "content": None, "tool_calls": [call]}, results],
+        tools=TOOLS,
+        reasoning_effort="low",
+    )
+    assert follow_up.choices[0].message.content == 'The tool said: {"output":"shipped"}'
+    contents = vertex_upstream.last.json["contents"]
+    assert contents[1]["parts"] == [
+        {
+            "functionCall": {"name": "lookup_order", "args": {"order_id": "A-17"}, "id": base},
+            "thoughtSignature": signature,
+        }
+    ]
+    assert contents[2]["parts"][0]["functionResponse"]["id"] == base
+
+    # A signature that does not match its call is the client's fault: a 400, no failover.
+    call["function"]["arguments"] = '{"order_id": "B-2"}'
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[question, {"role": "assistant", "content": None, "tool_calls": [call]}, results],
+            tools=TOOLS,
+        )
+    assert "thought signature" in caught.value.body["message"]
 
 
 def test_streaming_with_usage(client, vertex_route, vertex_upstream, gateway):

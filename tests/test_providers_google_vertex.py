@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.providers import get_adapter
+from gateway.providers import get_adapter, google_vertex
 from gateway.types import ChatRequest, ErrorKind, RequestRejected, Route, UpstreamError
 
 # Discovery first: gateway/providers/__init__.py loads every adapter only while its registry is empty,
@@ -456,3 +459,12 @@ def test_stream_waits_for_every_candidate():
     assert not decoder.finished
     decoder.feed(_sse([{"candidates": [{"index": 1, "content": {"parts": [{"text": "b"}]}, "finishReason": "STOP"}]}]))
     assert decoder.finished
+
+
+@given(st.binary(min_size=1, max_size=300), st.sampled_from(["call_x_0_0", "fc-abc-1", "call_a17"]))
+def test_a_thought_signature_survives_the_round_trip_through_a_tool_call_id(raw, base):
+    signature = base64.b64encode(raw).decode()
+    call_id = google_vertex._signed_id(base, {"thoughtSignature": signature})
+    assert all(c.isalnum() or c in "-_" for c in call_id)
+    assert google_vertex.split_call_id(call_id) == (base, signature)
+    assert google_vertex.split_call_id(base) == (base, None)

@@ -22,7 +22,9 @@ Translate in (OpenAI chat → GenerateContentRequest):
 
 Normalize out: text parts → `content`, `thought: true` parts → `reasoning_content` (only with
 show_thinking), `functionCall` → `tool_calls` (the part's id, else `call_<responseId>_<candidate>_<n>`:
-unique per call position, never derived from the name), `finishReason` → `finish_reason`, a blocked
+unique per call position, never derived from the name; a part's `thoughtSignature` rides in the id after
+`__ts__`, URL-safe, so that any OpenAI client echoing the id hands it back, and the assistant turn sent
+upstream carries it again as the part's `thoughtSignature`), `finishReason` → `finish_reason`, a blocked
 prompt → `finish_reason: content_filter`, `usageMetadata` → disjoint buckets (providers.md §5).
 
 Pure: no I/O, no ORM, no settings.
@@ -208,6 +210,25 @@ def _args(arguments: Any, path: str) -> dict[str, Any]:
     return value
 
 
+SIGNATURE_MARK = "__ts__"  # tool call id = <id> + mark + <thoughtSignature, URL-safe base64 without padding>
+
+
+def _signed_id(call_id: str, part: Mapping[str, Any]) -> str:
+    signature = part.get("thoughtSignature")
+    if not isinstance(signature, str) or not signature:
+        return call_id
+    return call_id + SIGNATURE_MARK + signature.replace("+", "-").replace("/", "_").rstrip("=")
+
+
+def split_call_id(call_id: str) -> tuple[str, str | None]:
+    """A tool call id → (the id Google knows, the thoughtSignature it carried, as standard base64)."""
+    base, mark, signature = call_id.partition(SIGNATURE_MARK)
+    if not mark or not signature:
+        return call_id, None
+    signature = signature.replace("-", "+").replace("_", "/")
+    return base, signature + "=" * (-len(signature) % 4)
+
+
 def translate_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """OpenAI messages → (contents, systemInstruction parts)."""
     contents: list[dict[str, Any]] = []
@@ -244,10 +265,13 @@ def translate_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, A
                     "name": name,
                     "args": _args(fn.get("arguments"), f"messages[{i}].tool_calls[{k}].function.arguments"),
                 }
+                part: dict[str, Any] = {"functionCall": fc}
                 if call_id:
-                    fc["id"] = call_id
+                    fc["id"], signature = split_call_id(call_id)
                     call_names[call_id] = name
-                parts.append({"functionCall": fc})
+                    if signature:
+                        part["thoughtSignature"] = signature
+                parts.append(part)
             add("model", parts)
         elif role == "tool":
             call_id = message.get("tool_call_id") or ""
@@ -260,7 +284,7 @@ def translate_messages(messages: list[dict[str, Any]]) -> tuple[list[dict[str, A
                 )
             response = {"name": name, "response": {"output": _text_of(content)}}
             if call_id:
-                response = {"name": name, "id": call_id, "response": response["response"]}
+                response = {"name": name, "id": split_call_id(call_id)[0], "response": response["response"]}
             add("user", [{"functionResponse": response}])
         else:  # the spec rejects other roles; never send one upstream
             raise RequestRejected(f"Invalid value for 'messages[{i}].role': '{role}'.", param=f"messages[{i}].role")
@@ -445,7 +469,7 @@ def parse_completion(request: ChatRequest, data: bytes) -> tuple[dict[str, Any],
             if fc:
                 calls.append(
                     {
-                        "id": _call_id(fc.get("id"), prefix, index, len(calls)),
+                        "id": _signed_id(_call_id(fc.get("id"), prefix, index, len(calls)), part),
                         "type": "function",
                         "function": {
                             "name": fc.get("name") or "",
@@ -634,7 +658,7 @@ class GeminiStreamDecoder:
                     calls.append(
                         {
                             "index": n,
-                            "id": _call_id(fc.get("id"), self._prefix, index, n),
+                            "id": _signed_id(_call_id(fc.get("id"), self._prefix, index, n), part),
                             "type": "function",
                             "function": {
                                 "name": fc.get("name") or "",

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import re
 import threading
 import time
@@ -365,6 +366,17 @@ def _check_part(part: Any, at: str, role: str) -> None:
     elif kind == "functionCall":
         fc = _get(part, "functionCall")
         _unknown(fc, _fields("id", "name", "args", "partialArgs", "willContinue"), f"{at}.function_call")
+        signature = _get(part, "thoughtSignature")
+        if signature is not None:
+            try:
+                base64.b64decode(str(signature), validate=True)
+            except (binascii.Error, ValueError):
+                raise _bad(
+                    f"Invalid value at '{at}.thought_signature' (TYPE_BYTES), Base64 decoding failed",
+                    f"{at}.thought_signature",
+                ) from None
+            if signature != sign_call(fc.get("name") or "", fc.get("args") or {}):
+                raise _bad("Unable to submit request because the thought signature is not valid.", at)
         if role != "model":
             raise _bad(
                 "Please ensure that function call turns come immediately after a user turn or after a function response turn."
@@ -486,7 +498,7 @@ class Answer:
                 parts.append({"text": cand["thoughts"], "thought": True})
             if cand["text"]:
                 parts.append({"text": cand["text"]})
-            parts.extend({"functionCall": call} for call in cand["calls"])
+            parts.extend(_call_parts(cand))
             candidates.append(
                 {
                     "content": {"role": "model", "parts": parts},
@@ -522,7 +534,7 @@ class Answer:
             text = cand["text"]
             step = max(chunk_chars, 1)
             pieces.extend({"text": text[i : i + step]} for i in range(0, len(text), step))
-            pieces.extend({"functionCall": call} for call in cand["calls"])
+            pieces.extend(_call_parts(cand))
             if not pieces:
                 pieces.append({"text": ""})
             for n, piece in enumerate(pieces):
@@ -541,6 +553,23 @@ class Answer:
                 event["responseId"] = self.response_id
                 events.append(event)
         return events
+
+
+def sign_call(name: str, args: dict[str, Any]) -> str:
+    """The mock's thoughtSignature for a function call (opaque bytes, base64): breaks if the call changes."""
+    digest = hashlib.sha256(b"mock-vertex:" + name.encode() + orjson.dumps(args, option=orjson.OPT_SORT_KEYS))
+    return base64.b64encode(digest.digest() + b"\xfb\xff").decode()  # bytes that need '+' or '/' in base64
+
+
+def _call_parts(cand: dict[str, Any]) -> list[dict[str, Any]]:
+    parts = []
+    for call in cand["calls"]:
+        part: dict[str, Any] = {"functionCall": call}
+        if cand.get("signed") and not parts:
+            # with thinking on, Gemini signs the first function call of a step (docs: thought signatures)
+            part["thoughtSignature"] = sign_call(call["name"], call.get("args") or {})
+        parts.append(part)
+    return parts
 
 
 def simulate(body: dict[str, Any], model: str, scenario: VertexScenario) -> Answer:
@@ -617,7 +646,8 @@ def simulate(body: dict[str, Any], model: str, scenario: VertexScenario) -> Answ
 
     count = _get(config, "candidateCount") or 1
     candidates = [
-        {"index": i, "thoughts": thoughts, "text": text, "calls": calls, "finish": finish} for i in range(count)
+        {"index": i, "thoughts": thoughts, "text": text, "calls": calls, "finish": finish, "signed": thinks}
+        for i in range(count)
     ]
     per_candidate = _tokens(text) + sum(_tokens(orjson.dumps(c).decode()) for c in calls)
     usage: dict[str, Any] = {
