@@ -10,7 +10,7 @@ import hashlib
 import logging
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +21,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from audit import services as audit
 from workspaces.models import ApiKey, Membership, Workspace
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
+
+    # Who made a change: a signed-in user, a management API key (omx_admin_…), or None for the system.
+    Actor = AbstractBaseUser | ApiKey | None
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,28 @@ class DuplicateApiKeyName(WorkspaceError):
     pass
 
 
+class LastOwnerError(WorkspaceError):
+    """The change would leave a workspace without an owner."""
+
+
+# What the audit log keeps of a key and of a membership (never the hash, which is not needed).
+API_KEY_AUDIT_FIELDS = (
+    "name",
+    "scope",
+    "prefix",
+    "expires_at",
+    "revoked_at",
+    "allowed_models",
+    "rpm_limit",
+    "tpm_limit",
+    "budget_amount",
+    "budget_period",
+)
+API_KEY_LIMIT_FIELDS = ("rpm_limit", "tpm_limit", "budget_amount", "budget_period", "allowed_models", "expires_at")
+MEMBER_AUDIT_FIELDS = ("user", "role")
+ROTATION_MAX_GRACE = timedelta(days=7)
+
+
 def hash_api_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -49,12 +75,6 @@ def hash_api_key(secret: str) -> str:
 def _generate_secret(scope: str) -> str:
     # token_urlsafe(30) is exactly 40 characters of [A-Za-z0-9_-] (30 bytes of base64, no padding).
     return SECRET_PREFIXES[scope] + secrets.token_urlsafe(SECRET_RANDOM_CHARS * 3 // 4)
-
-
-def _audit(action: str, *, acting_user: AbstractBaseUser | None, **details: Any) -> None:
-    # There is no audit table yet; a structured log line keeps "who did it" until there is one.
-    actor = getattr(acting_user, "pk", None)
-    logger.info("audit %s actor=%s %s", action, actor, " ".join(f"{k}={v}" for k, v in details.items()))
 
 
 def _owner_for_email(email: str) -> AbstractBaseUser:
@@ -116,9 +136,12 @@ def workspace_create(
             break
         else:
             raise WorkspaceError(f"the slug {slug!r} is already taken" if slug else "no free slug for this name")
+        audit.record(acting_user, "workspace.create", workspace, None, {"name": workspace.name, "slug": workspace.slug})
         if owner is not None:
-            Membership.objects.create(user=owner, workspace=workspace, role=Membership.Role.OWNER)
-        _audit("workspace.create", acting_user=acting_user, workspace=workspace.slug)
+            owner_membership = Membership.objects.create(user=owner, workspace=workspace, role=Membership.Role.OWNER)
+            audit.record(
+                acting_user, "member.add", owner_membership, None, audit.snapshot(owner_membership, MEMBER_AUDIT_FIELDS)
+            )
     return workspace
 
 
@@ -146,7 +169,7 @@ def api_key_issue(
     tpm_limit: int | None = None,
     budget_amount: Decimal | None = None,
     budget_period: str = ApiKey.BudgetPeriod.NONE,
-    acting_user: AbstractBaseUser | None = None,
+    acting_user: Actor = None,
 ) -> tuple[ApiKey, str]:
     """Issue a key. Returns (key, secret): the secret is never stored and cannot be shown again."""
     name = (name or "").strip()
@@ -156,18 +179,13 @@ def api_key_issue(
         raise WorkspaceError("the key name is too long (120 characters at most)")
     if scope not in ApiKey.Scope.values:
         raise WorkspaceError(f"unknown scope {scope!r}: use one of {', '.join(ApiKey.Scope.values)}")
-    if budget_period not in ApiKey.BudgetPeriod.values:
-        raise WorkspaceError(f"unknown budget period {budget_period!r}")
-    if expires_at is not None:
-        if timezone.is_naive(expires_at):
-            raise WorkspaceError("expires_at must carry a time zone")
-        if expires_at <= timezone.now():
-            raise WorkspaceError("expires_at is in the past: the key would never work")
-    for label, limit in (("rpm_limit", rpm_limit), ("tpm_limit", tpm_limit)):
-        if limit is not None and limit <= 0:
-            raise WorkspaceError(f"{label} must be a positive number")
-    if budget_amount is not None and budget_amount < 0:
-        raise WorkspaceError("budget_amount must not be negative")
+    _check_key_limits(
+        expires_at=expires_at,
+        rpm_limit=rpm_limit,
+        tpm_limit=tpm_limit,
+        budget_amount=budget_amount,
+        budget_period=budget_period,
+    )
 
     secret = _generate_secret(scope)
     try:
@@ -185,7 +203,7 @@ def api_key_issue(
                 budget_amount=budget_amount,
                 budget_period=budget_period,
             )
-            _audit("api_key.issue", acting_user=acting_user, workspace=workspace.slug, key=key.pk, prefix=key.prefix)
+            audit.record(acting_user, "api_key.create", key, None, audit.snapshot(key, API_KEY_AUDIT_FIELDS))
     except IntegrityError as exc:
         # The partial unique index (one active key per name) is the only constraint a caller can hit.
         if ApiKey.objects.filter(workspace=workspace, name=name, revoked_at__isnull=True).exists():
@@ -196,9 +214,29 @@ def api_key_issue(
     return key, secret
 
 
-def api_key_revoke(
-    *, api_key: ApiKey, at: datetime | None = None, acting_user: AbstractBaseUser | None = None
-) -> ApiKey:
+def _check_key_limits(
+    *,
+    expires_at: datetime | None = None,
+    rpm_limit: int | None = None,
+    tpm_limit: int | None = None,
+    budget_amount: Decimal | None = None,
+    budget_period: str = ApiKey.BudgetPeriod.NONE,
+) -> None:
+    if budget_period not in ApiKey.BudgetPeriod.values:
+        raise WorkspaceError(f"unknown budget period {budget_period!r}")
+    if expires_at is not None:
+        if timezone.is_naive(expires_at):
+            raise WorkspaceError("expires_at must carry a time zone")
+        if expires_at <= timezone.now():
+            raise WorkspaceError("expires_at is in the past: the key would never work")
+    for label, limit in (("rpm_limit", rpm_limit), ("tpm_limit", tpm_limit)):
+        if limit is not None and limit <= 0:
+            raise WorkspaceError(f"{label} must be a positive number")
+    if budget_amount is not None and budget_amount < 0:
+        raise WorkspaceError("budget_amount must not be negative")
+
+
+def api_key_revoke(*, api_key: ApiKey, at: datetime | None = None, acting_user: Actor = None) -> ApiKey:
     """Revoke a key. Safe to repeat: an already revoked key keeps its first revocation time."""
     with transaction.atomic():
         key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
@@ -206,7 +244,152 @@ def api_key_revoke(
             key.revoked_at = at or timezone.now()
             # save() (not a queryset update) so the config revision moves and gateways drop the key.
             key.save(update_fields=["revoked_at", "updated_at"])
-            _audit("api_key.revoke", acting_user=acting_user, workspace=key.workspace_id, key=key.pk)
+            audit.record(acting_user, "api_key.revoke", key, {"revoked_at": None}, {"revoked_at": key.revoked_at})
     api_key.revoked_at = key.revoked_at
     api_key.updated_at = key.updated_at
     return key
+
+
+def api_key_set_limits(*, api_key: ApiKey, acting_user: Actor = None, **changes: Any) -> ApiKey:
+    """Change a key's limits (any of API_KEY_LIMIT_FIELDS; None clears one). A revoked key is final."""
+    unknown = set(changes) - set(API_KEY_LIMIT_FIELDS)
+    if unknown:
+        raise WorkspaceError(f"cannot change {', '.join(sorted(unknown))} of a key")
+    if "allowed_models" in changes:
+        changes["allowed_models"] = _clean_allowed_models(changes["allowed_models"])
+    if changes.get("budget_period") is None:
+        changes.pop("budget_period", None)
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if key.revoked_at is not None:
+            raise WorkspaceError("this key is revoked: issue a new one")
+        merged = {name: changes.get(name, getattr(key, name)) for name in API_KEY_LIMIT_FIELDS}
+        # An unchanged expiry may be in the past already (the key expired): only a new one must be ahead.
+        _check_key_limits(
+            expires_at=changes.get("expires_at"),
+            rpm_limit=merged["rpm_limit"],
+            tpm_limit=merged["tpm_limit"],
+            budget_amount=merged["budget_amount"],
+            budget_period=merged["budget_period"],
+        )
+        old = audit.snapshot(key, API_KEY_LIMIT_FIELDS)
+        for name, value in changes.items():
+            setattr(key, name, value)
+        new = audit.snapshot(key, API_KEY_LIMIT_FIELDS)
+        if old != new:
+            # save() (not a queryset update) so the config revision moves and gateways see the limits.
+            key.save(update_fields=[*changes, "updated_at"])
+            audit.record(acting_user, "api_key.update", key, *audit.changed(old, new))
+    return key
+
+
+def api_key_rotate(
+    *, api_key: ApiKey, grace: timedelta = timedelta(0), acting_user: Actor = None
+) -> tuple[ApiKey, ApiKey, str]:
+    """Replace a key by a new one with the same name, scope and limits. Returns (old, new, secret).
+
+    Without a grace the old key is revoked at once. With one (at most ROTATION_MAX_GRACE) it keeps
+    working until it expires at now + grace, so that clients can switch; it is renamed
+    "<name> (rotated #id)" because only one active key per name may exist.
+    """
+    if grace < timedelta(0) or grace > ROTATION_MAX_GRACE:
+        raise WorkspaceError(f"the grace must be between 0 and {int(ROTATION_MAX_GRACE.total_seconds())} seconds")
+    now = timezone.now()
+    with transaction.atomic():
+        old = ApiKey.objects.select_for_update().select_related("workspace").get(pk=api_key.pk)
+        if old.revoked_at is not None:
+            raise WorkspaceError("this key is revoked: issue a new one")
+        name, expires_at = old.name, old.expires_at
+        before = audit.snapshot(old, ("name", "expires_at", "revoked_at"))
+        if grace:
+            suffix = f" (rotated #{old.pk})"
+            old.name = old.name[: ApiKey._meta.get_field("name").max_length - len(suffix)] + suffix
+            old.expires_at = min(old.expires_at, now + grace) if old.expires_at else now + grace
+        else:
+            old.revoked_at = now
+        old.save(update_fields=["name", "expires_at", "revoked_at", "updated_at"])
+        new, secret = api_key_issue(
+            workspace=old.workspace,
+            name=name,
+            scope=old.scope,
+            expires_at=expires_at if expires_at and expires_at > now else None,
+            allowed_models=old.allowed_models,
+            rpm_limit=old.rpm_limit,
+            tpm_limit=old.tpm_limit,
+            budget_amount=old.budget_amount,
+            budget_period=old.budget_period,
+            acting_user=acting_user,
+        )
+        was, now_is = audit.changed(before, audit.snapshot(old, before))
+        audit.record(acting_user, "api_key.rotate", old, was, {**now_is, "replaced_by": new.pk})
+    return old, new, secret
+
+
+def _find_user(user: str) -> AbstractBaseUser:
+    """A user by username (exact) or email (any case); only existing users can be added."""
+    user_model = get_user_model()
+    manager = user_model._default_manager
+    ref = (user or "").strip()
+    if not ref:
+        raise WorkspaceError("name a user by username or email")
+    found = manager.filter(**{user_model.USERNAME_FIELD: ref}).first()
+    if found is None and "@" in ref:
+        matches = list(manager.filter(email__iexact=ref).order_by("pk")[:2])
+        if len(matches) > 1:
+            raise WorkspaceError(f"several users have the email {ref!r}: name the user by username")
+        found = matches[0] if matches else None
+    if found is None or not found.is_active:
+        raise WorkspaceError(f"no user {ref!r}: an operator creates users first")
+    return found
+
+
+def _lock_owners(workspace: Workspace) -> list[int]:
+    # Locked, so that two concurrent demotions cannot both see "another owner is left".
+    return list(
+        Membership.objects.select_for_update()
+        .filter(workspace=workspace, role=Membership.Role.OWNER)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def member_add(*, workspace: Workspace, user: str, role: str, acting_user: Actor = None) -> Membership:
+    """Add an existing user (by username or email) to `workspace` with `role`."""
+    if role not in Membership.Role.values:
+        raise WorkspaceError(f"unknown role {role!r}: use one of {', '.join(Membership.Role.values)}")
+    found = _find_user(user)
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(user=found, workspace=workspace, role=role)
+            audit.record(acting_user, "member.add", membership, None, audit.snapshot(membership, MEMBER_AUDIT_FIELDS))
+    except IntegrityError as exc:
+        raise WorkspaceError(f"{found.get_username()!r} is already a member of this workspace") from exc
+    return membership
+
+
+def member_change_role(*, membership: Membership, role: str, acting_user: Actor = None) -> Membership:
+    """Change a member's role; the last owner cannot be demoted."""
+    if role not in Membership.Role.values:
+        raise WorkspaceError(f"unknown role {role!r}: use one of {', '.join(Membership.Role.values)}")
+    with transaction.atomic():
+        owners = _lock_owners(membership.workspace)
+        row = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
+        if row.role == role:
+            return row
+        if row.pk in owners and len(owners) == 1:
+            raise LastOwnerError("a workspace keeps at least one owner: make someone else owner first")
+        old_role, row.role = row.role, role
+        row.save(update_fields=["role"])
+        audit.record(acting_user, "member.role_change", row, {"role": old_role}, {"role": role})
+    return row
+
+
+def member_remove(*, membership: Membership, acting_user: Actor = None) -> None:
+    """Remove a member; the last owner cannot be removed."""
+    with transaction.atomic():
+        owners = _lock_owners(membership.workspace)
+        row = Membership.objects.select_for_update(of=("self",)).select_related("user").get(pk=membership.pk)
+        if row.pk in owners and len(owners) == 1:
+            raise LastOwnerError("a workspace keeps at least one owner: make someone else owner first")
+        audit.record(acting_user, "member.remove", row, audit.snapshot(row, MEMBER_AUDIT_FIELDS), None)
+        row.delete()
