@@ -15,8 +15,12 @@ Role = Membership.Role
 CAPABILITIES: dict[str, frozenset[str]] = {
     "keys.view": frozenset({Role.OWNER, Role.ADMIN}),
     "keys.manage": frozenset({Role.OWNER, Role.ADMIN}),
+    # Management keys (omx_admin_…) act with an owner's rights: only owners issue or change them.
+    "keys.manage_admin": frozenset({Role.OWNER}),
     "members.view": frozenset({Role.OWNER, Role.ADMIN}),
     "members.manage": frozenset({Role.OWNER, Role.ADMIN}),
+    # Making someone an owner, or changing or removing an owner, is for owners only.
+    "members.manage_owners": frozenset({Role.OWNER}),
     "usage.view": frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.FINANCE}),
     "invoices.view": frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE}),
     "audit.view": frozenset({Role.OWNER}),
