@@ -50,6 +50,10 @@ class ProviderKey(models.Model):
     supports_priority = models.BooleanField(
         default=False, help_text="The deployment has priority processing (service_tier=priority)."
     )
+    store = models.BooleanField(
+        default=False,
+        help_text="Responses endpoint types: let the provider retain responses (store=true). Off: store=false upstream.",
+    )
     connect_timeout = models.FloatField(null=True, blank=True, help_text="Seconds; empty: the default.")
     first_byte_timeout = models.FloatField(null=True, blank=True)
     idle_timeout = models.FloatField(null=True, blank=True)

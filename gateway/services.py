@@ -103,6 +103,7 @@ def provider_key_add(
     endpoint_type: str | None = None,
     name: str | None = None,
     supports_priority: bool = False,
+    store: bool = False,
     enabled: bool = True,
     connect_timeout: float | None = None,
     first_byte_timeout: float | None = None,
@@ -144,6 +145,7 @@ def provider_key_add(
                 priority=priority,
                 enabled=enabled,
                 supports_priority=supports_priority,
+                store=store,
                 **timeouts,
             )
             key.set_secret(api_key.strip())

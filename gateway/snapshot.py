@@ -149,6 +149,7 @@ def load_snapshot(now: float) -> Snapshot:
                 api_version=row.api_version,
                 priority=row.priority,
                 supports_priority=row.supports_priority,
+                store=row.store,
                 reasoning=row.model.reasoning,
                 connect_timeout=row.connect_timeout or settings.OMIXA_UPSTREAM_CONNECT_TIMEOUT,
                 first_byte_timeout=row.first_byte_timeout or settings.OMIXA_UPSTREAM_FIRST_BYTE_TIMEOUT,

@@ -45,6 +45,7 @@ class Route:
     api_version: str = ""
     priority: int = 100
     supports_priority: bool = False
+    store: bool = False  # Responses routes: the provider may retain responses (`store: true` upstream)
     reasoning: bool = False
     connect_timeout: float = 5.0
     first_byte_timeout: float = 300.0

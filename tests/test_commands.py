@@ -255,12 +255,14 @@ def test_add_provider_key_prints_the_route_not_the_secret(catalog):
         "priority": 10,
         "enabled": True,
         "supports_priority": True,
+        "store": False,
     }
     assert ProviderKey.objects.get(pk=data["id"]).get_secret() == "sk-do-not-print"
     responses = run(
-        "add_provider_key", *PROVIDER_ARGS, "--api-key", "s", "--endpoint-type", "azure_openai_v1_responses"
+        "add_provider_key", *PROVIDER_ARGS, "--api-key", "s", "--endpoint-type", "azure_openai_v1_responses", "--store"
     )
     assert responses["endpoint_type"] == "azure_openai_v1_responses" and responses["name"] == "azure-openai-2"
+    assert responses["store"] is True and ProviderKey.objects.get(pk=responses["id"]).store is True
 
 
 @pytest.mark.django_db

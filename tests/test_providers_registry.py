@@ -26,6 +26,8 @@ def test_importing_one_adapter_first_does_not_hide_the_others():
         assert done.stdout.strip().split(",") == [
             "anthropic_messages",
             "azure_openai_v1_chat",
+            "azure_openai_v1_responses",
             "google_vertex",
             "openai_chat",
+            "openai_responses",
         ]

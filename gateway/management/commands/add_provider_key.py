@@ -26,6 +26,7 @@ def provider_key_as_json(key: ProviderKey) -> dict:
         "priority": key.priority,
         "enabled": key.enabled,
         "supports_priority": key.supports_priority,
+        "store": key.store,
     }
 
 
@@ -43,6 +44,11 @@ class Command(BaseCommand):
         parser.add_argument("--endpoint-type", help=" | ".join(EndpointType.values) + " (default: per provider)")
         parser.add_argument("--name", help="Default: PROVIDER-N, unique per model.")
         parser.add_argument("--supports-priority", action="store_true", help="The deployment has priority processing.")
+        parser.add_argument(
+            "--store",
+            action="store_true",
+            help="Responses endpoint types: let the provider retain responses (default: store=false upstream).",
+        )
 
     def handle(self, *args, **options) -> None:
         try:
@@ -57,6 +63,7 @@ class Command(BaseCommand):
                 endpoint_type=options.get("endpoint_type"),
                 name=options.get("name"),
                 supports_priority=options["supports_priority"],
+                store=options["store"],
             )
         except ProviderKeyError as exc:
             raise CommandError(str(exc)) from exc
