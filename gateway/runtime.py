@@ -33,6 +33,7 @@ class Runtime:
     refresher: asyncio.Task | None = None
     loop: asyncio.AbstractEventLoop | None = None
     background: set[asyncio.Task] = field(default_factory=set)
+    beat: object | None = None  # omixa.eager_beat.EagerBeat when there is no broker
     # Every database read or write the gateway's event loop needs runs on this one thread, so its
     # connection is reused (not one per pool thread) and closed at shut-down.
     db_thread: ThreadPoolExecutor = field(
@@ -130,6 +131,12 @@ async def startup() -> Runtime:
         except Exception:
             logger.exception("gateway: could not load the snapshot at start-up; retrying in the background")
         recorder.start()
+        if settings.CELERY_TASK_ALWAYS_EAGER and settings.OMIXA_EAGER_BEAT:
+            from omixa.celery import app as celery_app
+            from omixa.eager_beat import EagerBeat
+
+            rt.beat = EagerBeat(celery_app)
+            rt.beat.start()
         rt.loop = asyncio.get_running_loop()
         rt.refresher = rt.loop.create_task(_refresh_forever(rt))
         _runtime = rt
@@ -149,6 +156,8 @@ async def shutdown() -> None:
 
     await close_clients()
     await asyncio.to_thread(rt.recorder.stop)
+    if rt.beat is not None:
+        await asyncio.to_thread(rt.beat.stop)
     await rt.db(_close_connections)
     rt.db_thread.shutdown(wait=True)
     if rt.redis is not None:

@@ -131,6 +131,8 @@ OMIXA_MAX_REQUEST_BYTES = env_int("OMIXA_MAX_REQUEST_BYTES", 32 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = OMIXA_MAX_REQUEST_BYTES
 # The local simulated provider (offline demo upstream at /simulator/); on by default in DEBUG.
 OMIXA_SIMULATOR = env_bool("OMIXA_SIMULATOR", DEBUG)
+# Without a broker, the gateway process runs CELERY_BEAT_SCHEDULE itself (omixa/eager_beat.py).
+OMIXA_EAGER_BEAT = env_bool("OMIXA_EAGER_BEAT", True)
 # Where the gateway spools usage events before they reach the database.
 OMIXA_USAGE_SPOOL_DIR = Path(env_str("OMIXA_USAGE_SPOOL_DIR") or VAR_DIR / "spool")
 

@@ -21,3 +21,5 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 # Tasks run in process: a test run must not fill a shared Redis queue nobody consumes. The test of a
 # real Celery worker configures its own broker and queue.
 CELERY_TASK_ALWAYS_EAGER = True
+# Nor may an in-process beat sweep pending usage behind a test's back (tests/test_eager_beat.py runs one).
+OMIXA_EAGER_BEAT = False
