@@ -43,9 +43,14 @@ class ApiKeyCreateForm(forms.Form):
         help_text="Optional. None ticked: the key may call every model.",
     )
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, may_issue_admin_keys: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["allowed_models"].choices = _model_choices()
+        if not may_issue_admin_keys:
+            # Management keys act with an owner's rights: only owners issue them (workspaces/access.py).
+            field = self.fields["scope"]
+            field.choices = [(ApiKey.Scope.INFERENCE, ApiKey.Scope.INFERENCE.label)]
+            field.help_text = "Inference keys call models. Only owners create management API keys."
 
     def clean_expires_on(self) -> date | None:
         day = self.cleaned_data.get("expires_on")

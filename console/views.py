@@ -143,6 +143,7 @@ def keys(request: HttpRequest, member: Membership) -> HttpResponse:
         "keys",
         keys=selectors.api_keys_of(member.workspace),
         can_manage=access.can(member.role, "keys.manage"),
+        can_manage_admin=access.can(member.role, "keys.manage_admin"),
         now=timezone.now(),
     )
 
@@ -151,7 +152,7 @@ def keys(request: HttpRequest, member: Membership) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @workspace_page("keys.manage")
 def key_create(request: HttpRequest, member: Membership) -> HttpResponse:
-    form = ApiKeyCreateForm(request.POST or None)
+    form = ApiKeyCreateForm(request.POST or None, may_issue_admin_keys=access.can(member.role, "keys.manage_admin"))
     if request.method == "POST" and form.is_valid():
         try:
             key, secret = api_key_issue(
@@ -175,6 +176,8 @@ def key_create(request: HttpRequest, member: Membership) -> HttpResponse:
 @workspace_page("keys.manage")
 def key_revoke(request: HttpRequest, member: Membership, key_id: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=key_id, workspace=member.workspace)
+    if key.scope == ApiKey.Scope.ADMIN:
+        access.require(request.user, member.workspace, "keys.manage_admin")
     if request.method == "POST":
         already = key.revoked_at is not None
         api_key_revoke(api_key=key, acting_user=request.user)

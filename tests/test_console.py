@@ -410,3 +410,21 @@ def test_a_draft_invoice_csv_is_named_after_its_workspace_and_period(cast):
     response = cast.client("admin").get(reverse("console:invoice_csv", args=[cast.workspace.slug, draft.pk]))
     assert response["Content-Disposition"] == 'attachment; filename="invoice-draft-acme-2026-02.csv"'
     assert response.content.decode().splitlines()[-1] == "draft-acme-2026-02,2026-02,draft,Total,,,0,0,0,0,0.00,USD"
+
+
+def test_only_owners_issue_or_revoke_management_keys(cast):
+    admin = cast.client("admin")
+    form = admin.get(_pages(cast)["key_create"]).content.decode()
+    assert 'value="inference"' in form and 'value="admin"' not in form
+    refused = admin.post(_pages(cast)["key_create"], {"name": "ops", "scope": "admin"})
+    assert refused.status_code == 400 and b"Select a valid choice" in refused.content
+    assert not ApiKey.objects.filter(name="ops").exists()
+    management, _ = api_key_issue(workspace=cast.workspace, name="ops", scope=ApiKey.Scope.ADMIN)
+    url = reverse("console:key_revoke", args=[cast.workspace.slug, management.pk])
+    assert admin.get(url).status_code == 403 and admin.post(url).status_code == 403
+    assert "owners only" in admin.get(_pages(cast)["keys"]).content.decode()
+    management.refresh_from_db()
+    assert management.revoked_at is None
+    assert cast.client("owner").post(url).status_code == 302
+    management.refresh_from_db()
+    assert management.revoked_at is not None
