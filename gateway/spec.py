@@ -671,6 +671,10 @@ def _check_response_format(value: dict, spec: ModelSpec) -> None:
         raise _missing("response_format.type")
     if kind not in _RESPONSE_FORMATS:
         raise _invalid_value("response_format.type", kind, _RESPONSE_FORMATS)
+    row = spec.rows_by_param.get("response_format")
+    if row is not None and row.accepted is not None and kind not in row.accepted:
+        # the model's row lists the formats its family has (Claude: no json_object mode)
+        raise _invalid_value("response_format.type", kind, row.accepted)
     if kind != "json_schema":
         return
     schema = value.get("json_schema", _MISSING)

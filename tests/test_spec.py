@@ -894,3 +894,16 @@ def test_a_models_own_range_narrows_openais_and_is_checked_before_any_route():
     assert validate_chat({**body, "model": "claude-sonnet-4-5", "temperature": 1}, claude).body["temperature"] == 1
     with pytest.raises(ValueError, match="maximum"):
         make_spec("codex-mini", edit=lambda e: e["spec"]["fields"][2].update(maximum="one"))
+
+
+def test_a_models_response_format_row_lists_the_formats_its_family_has():
+    claude = make_spec("claude-sonnet-4-5")
+    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(RequestRejected) as caught:
+        validate_chat({**body, "response_format": {"type": "json_object"}}, claude)
+    assert caught.value.param == "response_format.type"
+    schema = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}
+    assert validate_chat({**body, "response_format": schema}, claude).body["response_format"] == schema
+    gemini = make_spec("gemini-2.5-flash")
+    json_mode = {"type": "json_object"}
+    assert validate_chat({**body, "model": "gemini-2.5-flash", "response_format": json_mode}, gemini)
