@@ -21,6 +21,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from billing.pricing import format_cost, usage_cost
 from gateway import upstream
 from gateway.errors import GatewayError
+from gateway.limits import Admission
 from gateway.providers import get_adapter
 from gateway.routing import failover_order
 from gateway.runtime import Runtime
@@ -54,6 +55,7 @@ class Call:
     completion_id: str = ""  # the stream's chunk id, reused by Omixa's usage chunk
     in_flight: tuple[Route, float] | None = None  # the route being called right now, and since when
     recorded: bool = False
+    limits: Admission | None = None  # what the request holds of its key's and workspace's limits
 
     def attempt(self, route: Route, outcome: str, status: int | None = None, started: float | None = None) -> None:
         entry: dict[str, Any] = {"route_id": route.id, "route": route.name, "outcome": outcome}
@@ -70,6 +72,8 @@ class Call:
         headers = {"x-request-id": self.request_id, "x-omixa-attempts": self.attempts_header()}
         if self.route is not None:
             headers["x-omixa-route"] = str(self.route.id)
+        if self.limits is not None:
+            headers.update(self.limits.headers)
         return headers
 
     def cost(self, usage: Usage) -> str | None:
@@ -96,6 +100,8 @@ class Call:
             return
         self.recorded = True
         usage = usage or Usage()
+        if self.limits is not None:
+            self.rt.limiter.settle(self.limits, model=self.model, usage=usage)
         route = self.route or _last_tried(self)
         event = {
             "request_id": self.request_id,
@@ -236,6 +242,10 @@ async def run(call: Call) -> HttpResponse:
     rejected: RequestRejected | None = None
     chat = call.chat
     try:
+        if call.key.limited:  # one store call (Redis: one EVALSHA) for the key and its workspace
+            call.limits = await call.rt.limiter.admit(
+                key=call.key, model=call.model, chat=chat, request_id=call.request_id, now=call.started_wall
+            )
         for route in failover_order(call.model.routes):
             if not await call.rt.breaker.available(route.id):
                 call.attempt(route, "cooldown")
@@ -330,6 +340,10 @@ async def run(call: Call) -> HttpResponse:
             call.route = call.route or (call.in_flight[0] if call.in_flight else None)
             call.record(outcome="upstream_error", status=500, usage=usage, error_code="internal_error")
         raise
+    finally:
+        if call.limits is not None and not call.recorded and call.route is None:
+            # Answered without reaching a route (or none is serving a stream): nothing was used.
+            call.rt.limiter.settle(call.limits, model=call.model, usage=None)
 
 
 def _client_error(call: Call, error: UpstreamError) -> HttpResponse:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from gateway.breaker import Breaker
+from gateway.limits import Limiter, MemoryLimiter, make_limiter
 from gateway.snapshot import Snapshot, load_snapshot
 from gateway.usage import UsageRecorder
 
@@ -30,6 +31,7 @@ class Runtime:
     breaker: Breaker
     recorder: UsageRecorder
     redis: object | None = None
+    limiter: Limiter = field(default_factory=MemoryLimiter)  # rate limits and budgets (limits.py)
     refresher: asyncio.Task | None = None
     loop: asyncio.AbstractEventLoop | None = None
     background: set[asyncio.Task] = field(default_factory=set)
@@ -126,6 +128,7 @@ async def startup() -> Runtime:
             )
         recorder = UsageRecorder(settings.OMIXA_USAGE_SPOOL_DIR, on_recorded=_schedule_pricing)
         rt = Runtime(snapshot=Snapshot.empty(), breaker=Breaker(redis_client), recorder=recorder, redis=redis_client)
+        rt.limiter = make_limiter(redis_client)
         try:
             rt.snapshot = await _load(rt)
         except Exception:
@@ -152,6 +155,7 @@ async def shutdown() -> None:
         rt.refresher.cancel()
     if rt.background:
         await asyncio.gather(*rt.background, return_exceptions=True)
+    await rt.limiter.drain()
     from gateway.upstream import close_clients
 
     await close_clients()

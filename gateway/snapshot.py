@@ -15,6 +15,7 @@ from datetime import datetime
 from django.conf import settings
 
 from billing.pricing import Rates
+from gateway.limits import Limits, limits_of
 from gateway.spec import ModelSpec
 from gateway.types import Route
 from omixa.logging import register_secret
@@ -32,6 +33,13 @@ class KeyEntry:
     expires_at: float | None  # epoch seconds
     revoked: bool
     allowed_models: frozenset[str] | None  # None: every model
+    limits: Limits | None = None  # the key's own rate limits and budget (None: none)
+    workspace_limits: Limits | None = None  # its workspace's, for all its keys together
+    fail_closed: bool = False  # the workspace refuses requests when the limits store is down
+
+    @property
+    def limited(self) -> bool:
+        return self.limits is not None or self.workspace_limits is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,9 @@ def key_entry(row) -> KeyEntry:
         expires_at=_ts(row.expires_at),
         revoked=row.revoked_at is not None,
         allowed_models=frozenset(row.allowed_models) if row.allowed_models else None,
+        limits=limits_of(row),
+        workspace_limits=limits_of(row.workspace),
+        fail_closed=row.workspace.limits_fail_mode == "closed",
     )
 
 

@@ -135,6 +135,11 @@ OMIXA_SIMULATOR = env_bool("OMIXA_SIMULATOR", DEBUG)
 OMIXA_EAGER_BEAT = env_bool("OMIXA_EAGER_BEAT", True)
 # Where the gateway spools usage events before they reach the database.
 OMIXA_USAGE_SPOOL_DIR = Path(env_str("OMIXA_USAGE_SPOOL_DIR") or VAR_DIR / "spool")
+# Seconds a request's budget reservation lives if the request never settles (its worker died): above
+# the upstream first-byte timeout, so a slow but live request keeps its reservation.
+OMIXA_LIMITS_RESERVATION_TTL = env_float("OMIXA_LIMITS_RESERVATION_TTL", 900.0)
+if OMIXA_LIMITS_RESERVATION_TTL <= 0:
+    raise ImproperlyConfigured("OMIXA_LIMITS_RESERVATION_TTL must be a positive number of seconds")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
