@@ -60,6 +60,13 @@ class WorkspaceAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
     inlines = [MembershipInline, ApiKeyInline]
+    fieldsets = [
+        (None, {"fields": ["name", "slug", "currency", "created_at", "updated_at"]}),
+        (
+            "Limits (for all the workspace's keys together; each key may have its own too)",
+            {"fields": ["rpm_limit", "tpm_limit", "budget_amount", "budget_period", "limits_fail_mode"]},
+        ),
+    ]
 
 
 class ApiKeyStatusFilter(admin.SimpleListFilter):

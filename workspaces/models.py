@@ -10,14 +10,47 @@ from django.utils import timezone
 
 
 class Workspace(models.Model):
+    class BudgetPeriod(models.TextChoices):
+        NONE = "none", "No budget"
+        DAY = "day", "Per day (UTC)"
+        MONTH = "month", "Per month (UTC)"
+
+    class FailMode(models.TextChoices):
+        OPEN = "open", "Open: admit requests when the limits store is unreachable"
+        CLOSED = "closed", "Closed: refuse requests (503) when the limits store is unreachable"
+
     name = models.CharField(max_length=120)
     slug = models.SlugField(max_length=64, unique=True)
     currency = models.CharField(max_length=3, default="USD")
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    # Limits for every key of the workspace together (each key may have its own on top).
+    rpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Requests per minute.")
+    tpm_limit = models.PositiveIntegerField(null=True, blank=True, help_text="Tokens per minute.")
+    budget_amount = models.DecimalField(
+        max_digits=18,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal(0))],
+        help_text="Spend allowed per budget period, in the workspace's currency.",
+    )
+    budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.NONE)
+    limits_fail_mode = models.CharField(max_length=8, choices=FailMode.choices, default=FailMode.OPEN)
 
     class Meta:
         ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(budget_amount__isnull=True) | Q(budget_amount__gte=0), name="workspace_budget_nonneg"
+            ),
+            models.CheckConstraint(
+                condition=Q(budget_period__in=["none", "day", "month"]), name="workspace_budget_period_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(limits_fail_mode__in=["open", "closed"]), name="workspace_fail_mode_valid"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.slug

@@ -1,0 +1,529 @@
+"""Rate limits and spend budgets per API key and per workspace, checked before a route is tried.
+
+Each scope (a key, a workspace) may have requests per minute (RPM), tokens per minute (TPM) and a
+spend budget per UTC day or month. A request is admitted only if every scope that applies has room
+(all-or-nothing: a workspace refusal leaves the key's counters untouched), and it then holds:
+
+- a slot in each scope's **sliding 60-second window** (an exact log of admissions, not fixed
+  minutes: a fixed window lets 2x the limit through around a minute boundary, which a test with
+  several workers would catch), carrying its reserved tokens: the input estimate plus its max
+  output. When usage is known the entry is settled to the real token count;
+- a **budget reservation** of its worst-case cost (input estimate x input rate + max output x
+  output rate, from the snapshot's price card). Settlement removes the reservation and adds the
+  real cost (the same Decimal the ledger will hold) to the period's spent amount. A reservation
+  whose request died is released when it expires (`OMIXA_LIMITS_RESERVATION_TTL`, default 900 s,
+  above the upstream first-byte timeout).
+
+Amounts are exact integers of 1e-16 of the currency unit (ledger amounts keep 16 places), so the
+spent amount equals the ledger's sum for the same requests. Two implementations share these
+semantics: `MemoryLimiter` (one process, `REDIS_URL` unset) and `limits_redis.RedisLimiter` (one
+Lua script call per admission, shared by every worker). When Redis cannot be reached the
+workspace's `limits_fail_mode` decides: `open` admits without limits (a warning and an event for
+metrics), `closed` answers 503 `limits_unavailable`; never a 500.
+
+The hot path pays nothing when neither the key nor its workspace has a limit (`KeyEntry.limited`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from billing.pricing import usage_cost
+from gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from gateway.snapshot import KeyEntry, ModelEntry
+    from gateway.types import ChatRequest, Usage
+
+logger = logging.getLogger(__name__)
+
+WINDOW_MS = 60_000
+UNITS_PER_CURRENCY_UNIT = 10**16  # ledger amounts keep 16 decimal places
+NO_LIMIT = -1
+UNAVAILABLE_RETRY_AFTER = 5
+
+# ---- events for metrics -------------------------------------------------------------------
+# `kind` is "rejected" (scope "key"/"workspace", reason "requests"/"tokens"/"budget") or
+# "unavailable" (scope "", reason "open"/"closed": the limits store was unreachable).
+Listener = Callable[[str, str, str], None]
+_listeners: list[Listener] = []
+counts: Counter[tuple[str, str, str]] = Counter()
+
+
+def add_listener(listener: Listener) -> None:
+    """Call `listener(kind, scope, reason)` on every rejection and every store outage (metrics)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def _emit(kind: str, scope: str, reason: str) -> None:
+    counts[(kind, scope, reason)] += 1
+    for listener in _listeners:
+        try:
+            listener(kind, scope, reason)
+        except Exception:
+            logger.exception("limits: a listener failed")
+
+
+# ---- configuration, as the snapshot carries it ----------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Limits:
+    rpm: int | None = None
+    tpm: int | None = None
+    budget: Decimal | None = None
+    period: str = "none"  # "day" | "month" | "none"
+
+    @property
+    def budgeted(self) -> bool:
+        return self.budget is not None and self.period in ("day", "month")
+
+    @property
+    def windowed(self) -> bool:
+        return self.rpm is not None or self.tpm is not None
+
+
+def limits_of(row) -> Limits | None:
+    """The limits of an ApiKey or Workspace row; None when it has none (the hot path skips it)."""
+    limits = Limits(
+        rpm=row.rpm_limit,
+        tpm=row.tpm_limit,
+        budget=row.budget_amount,
+        period=row.budget_period or "none",
+    )
+    return limits if limits.windowed or limits.budgeted else None
+
+
+# ---- money as exact integers ------------------------------------------------------------------
+def to_units(amount: Decimal) -> int:
+    """Currency → integer 1e-16 units (exact for ledger amounts; anything finer rounds up)."""
+    return int((amount * UNITS_PER_CURRENCY_UNIT).to_integral_value(rounding=ROUND_CEILING))
+
+
+def from_units(units: int) -> Decimal:
+    return Decimal(units).scaleb(-16)
+
+
+def _cost(model: ModelEntry, at: float, tier: str, input_tokens: int, output_tokens: int) -> Decimal:
+    rates = model.rates_at(at, tier)
+    if rates is None:
+        return Decimal(0)  # unpriced: the ledger holds nothing for it either
+    return usage_cost(rates, input_tokens=input_tokens, output_tokens=output_tokens)
+
+
+def usage_amount(model: ModelEntry, at: float, usage: Usage) -> Decimal:
+    """The exact cost the ledger will hold for this usage (the card in effect at `at`)."""
+    rates = model.rates_at(at, usage.service_tier)
+    if rates is None:
+        return Decimal(0)
+    return usage_cost(
+        rates,
+        input_tokens=usage.input_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        output_tokens=usage.output_tokens,
+    )
+
+
+# ---- periods ------------------------------------------------------------------------------------
+def period_of(kind: str, now: float) -> tuple[str, float]:
+    """The UTC budget period holding `now`: its id and its end (epoch seconds)."""
+    moment = datetime.fromtimestamp(now, UTC)
+    if kind == "day":
+        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        return f"d{start:%Y%m%d}", start.timestamp() + 86_400
+    start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return f"m{start:%Y%m}", end.timestamp()
+
+
+# ---- one admission ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One limited scope of a request, as both backends take it."""
+
+    name: str  # "key:12", "workspace:3" (the store's key part)
+    label: str  # "key" | "workspace" (messages, metrics)
+    rpm: int  # NO_LIMIT: none
+    tpm: int
+    budget: int  # units; NO_LIMIT: none
+    period: str  # "" without a budget
+    period_end: float
+    currency: str
+    period_kind: str
+
+    @property
+    def windowed(self) -> bool:
+        return self.rpm != NO_LIMIT or self.tpm != NO_LIMIT
+
+    @property
+    def budgeted(self) -> bool:
+        return self.budget != NO_LIMIT
+
+
+@dataclass(slots=True)
+class Admission:
+    """What a request holds until it settles (None-free: `scopes` empty after a fail-open)."""
+
+    request_id: str
+    at: float  # epoch seconds of the admission (the ledger's period is the request's start)
+    tokens: int
+    cost: int  # units reserved
+    scopes: tuple[Scope, ...]
+    headers: dict[str, str] = field(default_factory=dict)
+    settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeState:
+    """Room left in one scope's window after an admission."""
+
+    requests_remaining: int
+    requests_reset_ms: int
+    tokens_remaining: int
+    tokens_reset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    index: int  # which scope
+    reason: str  # "requests" | "tokens" | "budget"
+    used: int
+    retry_after_ms: int  # -1: never (a request larger than the limit)
+
+
+def scopes_for(key: KeyEntry, now: float) -> tuple[Scope, ...]:
+    scopes = []
+    for label, ident, limits in (("key", key.id, key.limits), ("workspace", key.workspace_id, key.workspace_limits)):
+        if limits is None:
+            continue
+        period, period_end = period_of(limits.period, now) if limits.budgeted else ("", 0.0)
+        scopes.append(
+            Scope(
+                name=f"{label}:{ident}",
+                label=label,
+                rpm=NO_LIMIT if limits.rpm is None else limits.rpm,
+                tpm=NO_LIMIT if limits.tpm is None else limits.tpm,
+                budget=to_units(limits.budget) if limits.budgeted else NO_LIMIT,
+                period=period,
+                period_end=period_end,
+                currency=key.currency,
+                period_kind=limits.period,
+            )
+        )
+    return tuple(scopes)
+
+
+def reserved_tokens(chat: ChatRequest) -> int:
+    output = chat.max_output_tokens or chat.default_max_output_tokens
+    if chat.max_output_tokens is None and chat.reasoning_budget:
+        output += chat.reasoning_budget  # families that add thinking on top of the default room
+    return chat.estimated_input_tokens + output
+
+
+def _duration(ms: int) -> str:
+    """OpenAI's reset format: "20ms", "1.5s", "6m0s"."""
+    if ms < 1000:
+        return f"{max(ms, 0)}ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{round(seconds, 3):g}s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{round(rest, 3):g}s"
+
+
+def _headers(scopes: tuple[Scope, ...], states: list[ScopeState]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    requests = [
+        (st.requests_remaining, sc.rpm, st.requests_reset_ms)
+        for sc, st in zip(scopes, states, strict=True)
+        if sc.rpm >= 0
+    ]
+    if requests:
+        remaining, limit, reset = min(requests)
+        headers["x-ratelimit-limit-requests"] = str(limit)
+        headers["x-ratelimit-remaining-requests"] = str(max(remaining, 0))
+        headers["x-ratelimit-reset-requests"] = _duration(reset)
+    tokens = [
+        (st.tokens_remaining, sc.tpm, st.tokens_reset_ms) for sc, st in zip(scopes, states, strict=True) if sc.tpm >= 0
+    ]
+    if tokens:
+        remaining, limit, reset = min(tokens)
+        headers["x-ratelimit-limit-tokens"] = str(limit)
+        headers["x-ratelimit-remaining-tokens"] = str(max(remaining, 0))
+        headers["x-ratelimit-reset-tokens"] = _duration(reset)
+    return headers
+
+
+def _refusal_error(scope: Scope, refusal: Refusal, tokens: int, now: float, headers: dict[str, str]) -> GatewayError:
+    whose = "this API key" if scope.label == "key" else "this workspace"
+    if refusal.reason == "budget":
+        budget = from_units(scope.budget).normalize()
+        per = "day (UTC)" if scope.period_kind == "day" else "month (UTC)"
+        if refusal.retry_after_ms < 0:
+            retry = max(1, int(scope.period_end - now) + 1)
+            message = (
+                f"The spend budget of {whose} ({budget:f} {scope.currency} per {per}) is used up. "
+                f"It renews at the start of the next {scope.period_kind}."
+            )
+        else:
+            retry = max(1, -(-refusal.retry_after_ms // 1000))
+            message = (
+                f"Requests in flight hold the rest of the spend budget of {whose} "
+                f"({budget:f} {scope.currency} per {per}). Please try again in {retry}s."
+            )
+        headers = {**headers, "Retry-After": str(retry)}
+        return GatewayError(429, message, code="budget_exceeded", type_="insufficient_quota", headers=headers)
+    unit, limit, asked = ("requests", scope.rpm, 1) if refusal.reason == "requests" else ("tokens", scope.tpm, tokens)
+    short = "RPM" if unit == "requests" else "TPM"
+    if refusal.retry_after_ms < 0:
+        message = (
+            f"Request too large for {whose}: {unit} per minute ({short}) limit {limit}, requested {asked}. "
+            "Send a shorter request or a lower max_tokens."
+        )
+        retry = WINDOW_MS // 1000
+    else:
+        retry = max(1, -(-refusal.retry_after_ms // 1000))
+        message = (
+            f"Rate limit reached for {whose} on {unit} per minute ({short}): limit {limit}, used {refusal.used}, "
+            f"requested {asked}. Please try again in {_duration(refusal.retry_after_ms)}."
+        )
+    headers = {**headers, "Retry-After": str(retry)}
+    return GatewayError(429, message, code="rate_limit_exceeded", headers=headers)
+
+
+def _refusal_headers(scopes: tuple[Scope, ...], refusal: Refusal) -> dict[str, str]:
+    scope = scopes[refusal.index]
+    reset = str(_duration(max(refusal.retry_after_ms, 0)))
+    if refusal.reason == "requests":
+        return {
+            "x-ratelimit-limit-requests": str(scope.rpm),
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": reset,
+        }
+    if refusal.reason == "tokens":
+        return {
+            "x-ratelimit-limit-tokens": str(scope.tpm),
+            "x-ratelimit-remaining-tokens": str(max(scope.tpm - refusal.used, 0)),
+            "x-ratelimit-reset-tokens": reset,
+        }
+    return {}
+
+
+class Limiter:
+    """The interface: `admit` before the first route, `settle` once usage is known."""
+
+    async def admit(
+        self, *, key: KeyEntry, model: ModelEntry, chat: ChatRequest, request_id: str, now: float
+    ) -> Admission | None:
+        scopes = scopes_for(key, now)
+        if not scopes:
+            return None
+        tokens = reserved_tokens(chat)
+        cost = 0
+        if any(s.budgeted for s in scopes):
+            output = tokens - chat.estimated_input_tokens
+            cost = to_units(_cost(model, now, chat.service_tier or "", chat.estimated_input_tokens, output))
+        admission = Admission(request_id=request_id, at=now, tokens=tokens, cost=cost, scopes=scopes)
+        try:
+            outcome = await self._admit(admission, ttl=settings.OMIXA_LIMITS_RESERVATION_TTL)
+        except LimitsUnavailable:
+            return self._unavailable(key, admission)
+        if isinstance(outcome, Refusal):
+            scope = scopes[outcome.index]
+            _emit("rejected", scope.label, outcome.reason)
+            raise _refusal_error(scope, outcome, tokens, now, _refusal_headers(scopes, outcome))
+        admission.headers = _headers(scopes, outcome)
+        return admission
+
+    def settle(self, admission: Admission, *, model: ModelEntry, usage: Usage | None) -> None:
+        """Settle to the real usage (None: nothing was used). Idempotent; never raises."""
+        if admission.settled:
+            return
+        admission.settled = True
+        if not admission.scopes:
+            return  # admitted while the store was unreachable: nothing was reserved
+        try:
+            tokens = usage.total_tokens if usage is not None else 0
+            cost = 0
+            if usage is not None and any(s.budgeted for s in admission.scopes):
+                cost = to_units(usage_amount(model, admission.at, usage))
+            self._settle(admission, tokens, cost)
+        except Exception:
+            logger.exception("limits: could not settle request %s", admission.request_id)
+
+    def _unavailable(self, key: KeyEntry, admission: Admission) -> Admission:
+        if key.fail_closed:
+            _emit("unavailable", "", "closed")
+            raise GatewayError(
+                503,
+                "Omixa cannot check this workspace's limits right now, and the workspace refuses requests "
+                "it cannot check. Please try again shortly.",
+                code="limits_unavailable",
+                headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+            )
+        _emit("unavailable", "", "open")
+        admission.scopes = ()
+        return admission
+
+    async def _admit(self, admission: Admission, *, ttl: float) -> list[ScopeState] | Refusal:
+        raise NotImplementedError
+
+    def _settle(self, admission: Admission, tokens: int, cost: int) -> None:
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        """Wait for settlements in flight (tests, shut-down)."""
+
+    # ---- reads, for tests, the bench and operators -------------------------------------------
+    async def spent(self, scope_name: str, period: str, now: float | None = None) -> tuple[int, int]:
+        """(spent, reserved) units of one scope's budget period (live reservations at `now`)."""
+        raise NotImplementedError
+
+
+class LimitsUnavailable(Exception):
+    """The shared store could not be reached (the backend has already logged it)."""
+
+
+# ---- in process -----------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _Window:
+    entries: deque = field(default_factory=deque)  # [ms, request_id, tokens], oldest first
+    by_id: dict[str, list] = field(default_factory=dict)
+    tokens: int = 0
+
+    def expire(self, now_ms: int) -> None:
+        cutoff = now_ms - WINDOW_MS
+        while self.entries and self.entries[0][0] <= cutoff:
+            entry = self.entries.popleft()
+            self.tokens -= entry[2]
+            self.by_id.pop(entry[1], None)
+
+    def retry_after(self, now_ms: int, tokens: int, limit: int) -> int:
+        freed = 0
+        for at, _, held in self.entries:
+            freed += held
+            if self.tokens - freed + tokens <= limit:
+                return at + WINDOW_MS - now_ms
+        return 0
+
+
+@dataclass(slots=True)
+class _Budget:
+    period_end: float  # epoch seconds
+    spent: int = 0
+    reserved: int = 0
+    reservations: dict[str, tuple[int, int]] = field(default_factory=dict)  # request id → (units, expiry ms)
+
+    def expire(self, now_ms: int) -> None:
+        for request_id, (units, expiry) in list(self.reservations.items()):
+            if expiry <= now_ms:
+                del self.reservations[request_id]
+                self.reserved -= units
+
+
+class MemoryLimiter(Limiter):
+    """One process's limits (`REDIS_URL` unset): the same checks, under a lock, in dicts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._windows: dict[str, _Window] = {}
+        self._budgets: dict[tuple[str, str], _Budget] = {}
+
+    async def _admit(self, admission: Admission, *, ttl: float) -> list[ScopeState] | Refusal:
+        now_ms = int(admission.at * 1000)
+        tokens, cost = admission.tokens, admission.cost
+        with self._lock:
+            for index, scope in enumerate(admission.scopes):
+                if scope.windowed:
+                    window = self._windows.setdefault(scope.name, _Window())
+                    window.expire(now_ms)
+                    count = len(window.entries)
+                    if scope.rpm >= 0 and count + 1 > scope.rpm:
+                        retry = window.entries[0][0] + WINDOW_MS - now_ms if window.entries else -1
+                        return Refusal(index, "requests", count, retry)
+                    if scope.tpm >= 0 and window.tokens + tokens > scope.tpm:
+                        retry = -1 if tokens > scope.tpm else window.retry_after(now_ms, tokens, scope.tpm)
+                        return Refusal(index, "tokens", window.tokens, retry)
+                if scope.budgeted:
+                    budget = self._budgets.get((scope.name, scope.period))
+                    if budget is None:
+                        budget = self._budgets[(scope.name, scope.period)] = _Budget(scope.period_end)
+                    budget.expire(now_ms)
+                    if budget.spent + budget.reserved + cost > scope.budget:
+                        retry = -1 if budget.spent + cost > scope.budget else 1000
+                        return Refusal(index, "budget", budget.spent + budget.reserved, retry)
+            self._prune(now_ms)
+            states = []
+            for scope in admission.scopes:
+                state = ScopeState(NO_LIMIT, 0, NO_LIMIT, 0)
+                if scope.windowed:
+                    window = self._windows[scope.name]
+                    entry = [now_ms, admission.request_id, tokens]
+                    window.entries.append(entry)
+                    window.by_id[admission.request_id] = entry
+                    window.tokens += tokens
+                    reset = window.entries[0][0] + WINDOW_MS - now_ms
+                    state = ScopeState(scope.rpm - len(window.entries), reset, scope.tpm - window.tokens, reset)
+                if scope.budgeted:
+                    budget = self._budgets[(scope.name, scope.period)]
+                    budget.reservations[admission.request_id] = (cost, now_ms + int(ttl * 1000))
+                    budget.reserved += cost
+                states.append(state)
+            return states
+
+    def _settle(self, admission: Admission, tokens: int, cost: int) -> None:
+        with self._lock:
+            for scope in admission.scopes:
+                if scope.windowed:
+                    window = self._windows.get(scope.name)
+                    entry = window.by_id.get(admission.request_id) if window else None
+                    if entry is not None:
+                        window.tokens += tokens - entry[2]
+                        entry[2] = tokens
+                if scope.budgeted:
+                    budget = self._budgets.get((scope.name, scope.period))
+                    if budget is None:
+                        budget = self._budgets[(scope.name, scope.period)] = _Budget(scope.period_end)
+                    held = budget.reservations.pop(admission.request_id, None)
+                    if held is not None:
+                        budget.reserved -= held[0]
+                    budget.spent += cost
+
+    def _prune(self, now_ms: int) -> None:
+        # Past periods and idle windows would otherwise stay forever in a long-lived process.
+        if len(self._budgets) > 10_000:
+            ended = now_ms / 1000 - 86_400  # a day's grace: late settlements still land in their period
+            for scope_period, budget in list(self._budgets.items()):
+                if budget.period_end < ended and not budget.reservations:
+                    del self._budgets[scope_period]
+        if len(self._windows) > 10_000:
+            for name, window in list(self._windows.items()):
+                window.expire(now_ms)
+                if not window.entries:
+                    del self._windows[name]
+
+    async def spent(self, scope_name: str, period: str, now: float | None = None) -> tuple[int, int]:
+        with self._lock:
+            budget = self._budgets.get((scope_name, period))
+            if budget is None:
+                return 0, 0
+            budget.expire(int((time.time() if now is None else now) * 1000))
+            return budget.spent, budget.reserved
+
+
+def make_limiter(redis_client=None) -> Limiter:
+    if redis_client is None:
+        return MemoryLimiter()
+    from gateway.limits_redis import RedisLimiter
+
+    return RedisLimiter(redis_client)
