@@ -2,18 +2,23 @@
 
 Price history is never rewritten: existing cards are read-only everywhere, a price change is a new
 card, and a new card cannot start in the past (usage already priced or waiting would change price).
-Usage, ledger and invoices are written by the gateway and the workers only.
+Usage, ledger and invoices are written by the gateway and the workers only; the two corrections
+finance makes (void a finalized invoice, credit a workspace) are invoice actions that ask for a
+reason and call `billing.services`, which append (a credit is a new ledger entry) and never edit.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from billing.models import Invoice, InvoiceLine, LedgerEntry, Model, PriceCard, UsageEvent
+from billing.services import BillingError, credit_issue, invoice_void
 
 # Lets an operator submit a form prefilled with "now" a few minutes later.
 BACKDATE_GRACE = timedelta(minutes=10)
@@ -154,9 +159,9 @@ class UsageEventAdmin(ReadOnlyAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(ReadOnlyAdmin):
-    list_display = ["occurred_at", "workspace", "kind", "model_slug", "amount", "currency", "price_card"]
+    list_display = ["occurred_at", "workspace", "kind", "model_slug", "amount", "currency", "memo", "created_by"]
     list_filter = ["kind", "currency", "workspace"]
-    list_select_related = ["workspace", "price_card__model"]
+    list_select_related = ["workspace", "price_card__model", "created_by"]
     date_hierarchy = "occurred_at"
     raw_id_fields = ["usage_event", "price_card"]
 
@@ -173,6 +178,30 @@ class InvoiceLineInline(admin.TabularInline):
         return False
 
 
+class ReasonForm(forms.Form):
+    reason = forms.CharField(max_length=300, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}))
+
+
+class CreditForm(ReasonForm):
+    amount = forms.DecimalField(min_value=Decimal("0.01"), max_digits=16, decimal_places=2, help_text="Whole cents.")
+
+    field_order = ["amount", "reason"]
+
+
+def _ask(request, modeladmin, queryset, *, form, action: str, title: str, intro: str, submit: str):
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "opts": modeladmin.model._meta,
+        "title": title,
+        "intro": intro,
+        "submit": submit,
+        "form": form,
+        "action": action,
+        "invoices": queryset.select_related("workspace"),
+    }
+    return TemplateResponse(request, "admin/billing/invoice/action_with_reason.html", context)
+
+
 @admin.register(Invoice)
 class InvoiceAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "workspace", "period_start", "status", "currency", "total", "finalized_at"]
@@ -180,3 +209,78 @@ class InvoiceAdmin(ReadOnlyAdmin):
     list_select_related = ["workspace"]
     date_hierarchy = "period_start"
     inlines = [InvoiceLineInline]
+    actions = ["void_selected", "credit_workspace"]
+
+    def has_void_permission(self, request) -> bool:
+        return request.user.has_perm("billing.change_invoice")
+
+    def has_credit_permission(self, request) -> bool:
+        return request.user.has_perm("billing.add_ledgerentry")
+
+    @admin.action(permissions=["void"], description="Void the selected finalized invoices (asks for a reason)")
+    def void_selected(self, request, queryset):
+        form = ReasonForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return _ask(
+                request,
+                self,
+                queryset,
+                form=form,
+                action="void_selected",
+                title="Void invoices",
+                intro="A void cancels an invoice: it is no longer owed. Its number, lines and usage stay on record "
+                "and nothing is billed again. To correct part of an invoice, issue a credit instead.",
+                submit="Void",
+            )
+        voided = 0
+        for invoice in queryset.order_by("id"):
+            try:
+                invoice_void(invoice=invoice, reason=form.cleaned_data["reason"], by=request.user)
+                voided += 1
+            except BillingError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+        if voided:
+            self.message_user(request, f"{voided} invoice{'s' if voided != 1 else ''} voided.", messages.SUCCESS)
+        return None
+
+    @admin.action(
+        permissions=["credit"], description="Credit the workspace of the selected invoice (asks for a reason)"
+    )
+    def credit_workspace(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(
+                request, "Select exactly one invoice: its workspace and currency get the credit.", messages.ERROR
+            )
+            return None
+        form = CreditForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            return _ask(
+                request,
+                self,
+                queryset,
+                form=form,
+                action="credit_workspace",
+                title="Credit a workspace",
+                intro="The credit is a new ledger entry dated now: it appears as its own negative line on the "
+                "workspace's invoice for the current month at the next roll-up. Finalized invoices never change.",
+                submit="Issue credit",
+            )
+        invoice = queryset.select_related("workspace").get()
+        try:
+            entry = credit_issue(
+                workspace=invoice.workspace,
+                amount=form.cleaned_data["amount"],
+                currency=invoice.currency,
+                reason=form.cleaned_data["reason"],
+                by=request.user,
+            )
+        except BillingError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+        self.message_user(
+            request,
+            f"Credit of {-entry.amount} {entry.currency} issued to {invoice.workspace}; "
+            f"it appears on the {entry.occurred_at:%Y-%m} invoice.",
+            messages.SUCCESS,
+        )
+        return None

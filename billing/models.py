@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -98,7 +99,8 @@ class UsageEvent(models.Model):
     client_request_id = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(db_index=True, help_text="When the request arrived.")
     recorded_at = models.DateTimeField(default=timezone.now)
-    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="usage_events")
+    # Indexed by usage_ws_time (workspace first); pricing rewrites every index of a row it marks.
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="usage_events", db_index=False)
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, related_name="usage_events")
     model_slug = models.CharField(max_length=100)
     route_id = models.BigIntegerField(null=True, help_text="The serving provider key's id (a plain value).")
@@ -159,7 +161,8 @@ class LedgerEntry(models.Model):
     usage_event = models.OneToOneField(
         UsageEvent, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger_entry"
     )
-    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="ledger_entries")
+    # Indexed by ledger_ws_time (workspace first): a second index on the key alone would only slow inserts.
+    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False)
     model_slug = models.CharField(max_length=100, blank=True)
     occurred_at = models.DateTimeField(db_index=True, help_text="The usage's request time.")
     created_at = models.DateTimeField(default=timezone.now)
@@ -174,11 +177,28 @@ class LedgerEntry(models.Model):
     cached_input_rate = models.DecimalField(**RATE, null=True, blank=True)
     cache_write_rate = models.DecimalField(**RATE, null=True, blank=True)
     output_rate = models.DecimalField(**RATE, null=True, blank=True)
-    memo = models.CharField(max_length=300, blank=True)
+    memo = models.CharField(max_length=300, blank=True, help_text="An adjustment's reason (shown on its line).")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        help_text="Who issued an adjustment; empty for priced usage.",
+    )
+    posted_after_period = models.BooleanField(
+        default=False,
+        help_text="Written after the month it occurred in had ended: the only entries that can be late.",
+    )
 
     class Meta:
         ordering = ["-occurred_at"]
-        indexes = [models.Index(fields=["workspace", "occurred_at"], name="ledger_ws_time")]
+        indexes = [
+            models.Index(fields=["workspace", "occurred_at"], name="ledger_ws_time"),
+            # Late usage is looked for among these few rows only, never across the whole history.
+            models.Index(fields=["occurred_at"], condition=Q(posted_after_period=True), name="ledger_late_candidates"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=(Q(kind="usage") & Q(usage_event__isnull=False))
@@ -209,6 +229,9 @@ class Invoice(models.Model):
     finalized_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
     void_reason = models.CharField(max_length=300, blank=True)
+    voided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", db_index=False
+    )
 
     class Meta:
         ordering = ["-period_start", "workspace"]
@@ -220,6 +243,10 @@ class Invoice(models.Model):
             models.CheckConstraint(condition=Q(status__in=["draft", "finalized", "void"]), name="invoice_status_valid"),
             models.CheckConstraint(
                 condition=Q(status="draft") | Q(number__isnull=False), name="invoice_closed_has_number"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="void") | (Q(voided_at__isnull=False) & ~Q(void_reason="")),
+                name="invoice_void_has_reason",
             ),
         ]
 

@@ -157,6 +157,7 @@ def _ledger_entry(event: dict[str, Any], card: _Card, now: datetime) -> LedgerEn
         cached_input_rate=rates.cached_input_per_1m,
         cache_write_rate=rates.input_per_1m if rates.cache_write_per_1m is None else rates.cache_write_per_1m,
         output_rate=rates.output_per_1m,
+        posted_after_period=month_start(event["created_at"]) < month_start(now),
     )
 
 
@@ -196,14 +197,28 @@ def usage_price(*, request_ids: Iterable[str | uuid.UUID] | None = None, limit: 
     oldest pending events by request time. Events another worker holds are skipped, not waited for.
     An event whose model or price card (for its tier, else for all tiers, in the workspace's
     currency, in effect at its `created_at`) is missing is marked `unpriced`: no entry, no zero.
+
+    On PostgreSQL the whole batch is one SQL statement (`_price_batch_sql`); elsewhere the same rule
+    runs in Python (`_price_batch_python`). Both give the same entries to the last decimal place.
     """
     if limit <= 0:
         raise ValueError(f"limit must be positive, got {limit}")
-    pending = UsageEvent.objects.filter(pricing_state=PENDING)
+    ids = None
     if request_ids is not None:
         ids = _parse_request_ids(request_ids)
         if not ids:
             return PricingResult()
+    price_batch = _price_batch_sql if connection.vendor == "postgresql" else _price_batch_python
+    result = price_batch(ids=ids, limit=limit)
+    if result.unpriced:
+        logger.warning("pricing: %d usage events have no model or price card; marked unpriced", result.unpriced)
+    return result
+
+
+def _price_batch_python(*, ids: list[uuid.UUID] | None, limit: int) -> PricingResult:
+    """The portable path (SQLite): claim with one query, read the cards with one, bulk insert, one update."""
+    pending = UsageEvent.objects.filter(pricing_state=PENDING)
+    if ids is not None:
         pending = pending.filter(request_id__in=ids)
     else:
         pending = pending.order_by("created_at")  # the partial index on pending rows, oldest first
@@ -236,9 +251,80 @@ def usage_price(*, request_ids: Iterable[str | uuid.UUID] | None = None, limit: 
             stored = LedgerEntry.objects.filter(usage_event_id__in=priced_ids).count()
             if stored != len(priced_ids):
                 raise RuntimeError(f"pricing: {len(priced_ids) - stored} of {len(priced_ids)} ledger entries missing")
-    if unpriced_ids:
-        logger.warning("pricing: %d usage events have no model or price card; marked unpriced", len(unpriced_ids))
     return PricingResult(claimed=len(events), priced=len(priced_ids), unpriced=len(unpriced_ids))
+
+
+# One statement prices a batch on PostgreSQL: it claims pending events (row locks that skip rows
+# another worker holds), finds each one's card with a LATERAL lookup (the tier's card in effect at
+# the request's time first, else the all-tier card; the workspace's currency), inserts the ledger
+# rows (ON CONFLICT on the one-to-one usage event: a second entry is impossible) and marks the
+# events. The arithmetic is `billing/pricing.py`'s, in numeric: tokens (bigint) times 10-place rates
+# are exact, and multiplying by 0.000001 (not dividing by 1,000,000, which numeric rounds to a
+# chosen scale) keeps all 16 places of the ledger column.
+_PRICE_SQL = """
+WITH batch AS (
+    SELECT u.id, u.workspace_id, u.model_slug, u.service_tier, u.created_at,
+           u.input_tokens, u.cached_input_tokens, u.cache_write_tokens, u.output_tokens
+    FROM billing_usageevent u
+    WHERE u.pricing_state = 'pending' {ids_filter}
+    ORDER BY u.created_at
+    LIMIT %(limit)s
+    FOR UPDATE OF u SKIP LOCKED
+),
+rated AS (
+    SELECT b.*, c.id AS card_id, c.currency, c.input_per_1m, c.cached_input_per_1m,
+           COALESCE(c.cache_write_per_1m, c.input_per_1m) AS cache_write_rate, c.output_per_1m
+    FROM batch b
+    JOIN workspaces_workspace w ON w.id = b.workspace_id
+    LEFT JOIN billing_model m ON m.slug = b.model_slug
+    LEFT JOIN LATERAL (
+        SELECT pc.id, pc.currency, pc.input_per_1m, pc.cached_input_per_1m, pc.cache_write_per_1m, pc.output_per_1m
+        FROM billing_pricecard pc
+        WHERE pc.model_id = m.id AND pc.currency = w.currency AND pc.effective_from <= b.created_at
+          AND pc.service_tier IN (b.service_tier, '')
+        ORDER BY pc.service_tier = '', pc.effective_from DESC, pc.id DESC
+        LIMIT 1
+    ) c ON true
+),
+inserted AS (
+    INSERT INTO billing_ledgerentry (
+        kind, usage_event_id, workspace_id, model_slug, occurred_at, created_at, currency, amount,
+        price_card_id, input_tokens, cached_input_tokens, cache_write_tokens, output_tokens,
+        input_rate, cached_input_rate, cache_write_rate, output_rate, memo, posted_after_period
+    )
+    SELECT 'usage', r.id, r.workspace_id, r.model_slug, r.created_at, %(now)s, r.currency,
+           (r.input_tokens * r.input_per_1m + r.cached_input_tokens * r.cached_input_per_1m
+            + r.cache_write_tokens * r.cache_write_rate + r.output_tokens * r.output_per_1m) * 0.000001,
+           r.card_id, r.input_tokens, r.cached_input_tokens, r.cache_write_tokens, r.output_tokens,
+           r.input_per_1m, r.cached_input_per_1m, r.cache_write_rate, r.output_per_1m, '',
+           date_trunc('month', r.created_at AT TIME ZONE 'UTC') < date_trunc('month', %(now)s AT TIME ZONE 'UTC')
+    FROM rated r
+    WHERE r.card_id IS NOT NULL
+    ON CONFLICT (usage_event_id) DO NOTHING
+    RETURNING 1
+),
+marked AS (
+    UPDATE billing_usageevent u
+    SET pricing_state = CASE WHEN r.card_id IS NULL THEN 'unpriced' ELSE 'priced' END
+    FROM rated r
+    WHERE u.id = r.id
+    RETURNING r.card_id IS NOT NULL AS priced
+)
+SELECT count(*), count(*) FILTER (WHERE priced), (SELECT count(*) FROM inserted) FROM marked
+"""
+
+
+def _price_batch_sql(*, ids: list[uuid.UUID] | None, limit: int) -> PricingResult:
+    """The PostgreSQL path: one statement per batch, nothing per row in Python (see `_PRICE_SQL`)."""
+    sql = _PRICE_SQL.format(ids_filter="AND u.request_id = ANY(%(ids)s)" if ids is not None else "")
+    with transaction.atomic():
+        now = _ledger_clock(exclusive=False)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, {"limit": limit, "now": now, "ids": ids})
+            claimed, priced, inserted = cursor.fetchone()
+    if inserted != priced:  # an entry already existed: the one-to-one key kept it single
+        logger.warning("pricing: %d of %d events already had their ledger entry", priced - inserted, priced)
+    return PricingResult(claimed=claimed, priced=priced, unpriced=claimed - priced)
 
 
 def _set_states(*, priced_ids: list[int], unpriced_ids: list[int]) -> None:
@@ -283,6 +369,7 @@ def usage_unpriced_retry() -> int:
 
 INVOICE_GRACE = timedelta(days=3)  # a period is finalized this long after its end (late pricing lands first)
 CENT = Decimal("0.01")
+_CLOSED = (Invoice.Status.FINALIZED, Invoice.Status.VOID)  # both were finalized: a cut-off and a number
 
 
 class BillingError(Exception):
@@ -318,7 +405,19 @@ _SUMS = {
 
 
 def _grouped(entries) -> list[dict[str, Any]]:
-    return list(entries.values("workspace_id", "currency", "model_slug").annotate(**_SUMS).order_by())
+    # Usage has no memo: one line per model. Adjustments get one line per reason.
+    return list(entries.values("workspace_id", "currency", "model_slug", "memo").annotate(**_SUMS).order_by())
+
+
+def line_description(*, model_slug: str, memo: str, late: bool) -> str:
+    """An invoice line's text: the model, or an adjustment's reason; late usage says so."""
+    if model_slug:
+        description = model_slug
+    else:
+        description = f"Adjustment: {memo}" if memo else "Adjustments"
+    if late:
+        description += " (late usage from an earlier period)" if model_slug else " (from an earlier period)"
+    return description[: InvoiceLine._meta.get_field("description").max_length]
 
 
 def _late_entries(start: datetime):
@@ -330,32 +429,31 @@ def _late_entries(start: datetime):
     written, or that has no predecessor. A predecessor still in draft takes them itself.
     """
     invoices = Invoice.objects.filter(workspace=OuterRef("workspace"), currency=OuterRef("currency"))
-    predecessor = invoices.filter(period_start__lt=start).exclude(status=Invoice.Status.VOID).order_by("-period_start")
+    predecessor = invoices.filter(period_start__lt=start).order_by("-period_start")
     own = invoices.filter(period_start__lte=OuterRef("occurred_at"), period_end__gt=OuterRef("occurred_at"))
     return (
-        LedgerEntry.objects.filter(occurred_at__lt=start)
+        # Only entries written after their own month ended can be late (a partial index holds them), so
+        # the check reads those few rows, not the whole history of the ledger.
+        LedgerEntry.objects.filter(posted_after_period=True, occurred_at__lt=start)
         .annotate(
             predecessor_status=Subquery(predecessor.values("status")[:1]),
             predecessor_finalized_at=Subquery(predecessor.values("finalized_at")[:1]),
         )
         .filter(
             Q(predecessor_status__isnull=True)
-            | Q(predecessor_status=Invoice.Status.FINALIZED, created_at__gte=F("predecessor_finalized_at"))
+            | Q(predecessor_status__in=_CLOSED, created_at__gte=F("predecessor_finalized_at"))
         )
         .exclude(Exists(own.filter(status=Invoice.Status.DRAFT)))
-        .exclude(Exists(own.filter(status=Invoice.Status.FINALIZED, finalized_at__gt=OuterRef("created_at"))))
+        # A voided invoice was finalized first: what it held stays on it (cancelled, not moved).
+        .exclude(Exists(own.filter(status__in=_CLOSED, finalized_at__gt=OuterRef("created_at"))))
     )
 
 
 def _line(invoice: Invoice, row: dict[str, Any], *, late: bool) -> InvoiceLine:
-    slug = row["model_slug"]
-    description = slug or "Adjustments"
-    if late:
-        description += " (late usage from an earlier period)"
     return InvoiceLine(
         invoice=invoice,
-        model_slug=slug,
-        description=description,
+        model_slug=row["model_slug"],
+        description=line_description(model_slug=row["model_slug"], memo=row["memo"], late=late),
         is_late=late,
         input_tokens=row["input_sum"] or 0,
         cached_input_tokens=row["cached_sum"] or 0,
@@ -471,3 +569,78 @@ def invoice_roll_up(
     for start in periods:
         touched += _roll_up_period(start, finalize=finalize and month_after(start) + grace <= now)
     return touched
+
+
+# --- corrections: void and credit (nothing is edited in place) ---------------------------------------
+
+_REASON_MAX = Invoice._meta.get_field("void_reason").max_length
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise BillingError("a reason is required")
+    if len(reason) > _REASON_MAX:
+        raise BillingError(f"the reason is longer than {_REASON_MAX} characters")
+    return reason
+
+
+def invoice_void(*, invoice: Invoice, reason: str, by: Any | None) -> Invoice:
+    """Cancel a finalized invoice: it is no longer owed. Returns the invoice, now void.
+
+    Only a finalized invoice can be voided (a draft is still being built from the ledger and
+    changes every roll-up). Nothing else changes: the number, the lines and the total stay as they
+    were, for the record; the ledger entries it held stay in the ledger, on this (void) invoice, and
+    are never moved to another one, so voiding re-opens nothing and bills nothing twice. A partial
+    correction is a credit (`credit_issue`), not a void.
+    """
+    reason = _reason(reason)
+    with transaction.atomic():
+        locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if locked.status != Invoice.Status.FINALIZED:
+            raise BillingError(f"only a finalized invoice can be voided; this one is {locked.status}")
+        locked.status = Invoice.Status.VOID
+        locked.void_reason = reason
+        locked.voided_at = timezone.now()
+        locked.voided_by = by
+        locked.save(update_fields=["status", "void_reason", "voided_at", "voided_by", "updated_at"])
+    logger.info("invoice %s voided: %s", locked, reason)
+    return locked
+
+
+def credit_issue(
+    *, workspace: Any, amount: Decimal | str, reason: str, by: Any | None, currency: str | None = None
+) -> LedgerEntry:
+    """Credit `amount` (a positive sum in whole cents) to a workspace: a new, negative ledger entry.
+
+    The credit is dated when it is issued, so it lands on the workspace's invoice for the current
+    month (a draft: a month is finalized only after it ends), as its own line "Adjustment: <reason>",
+    at the next roll-up. A finalized invoice is never changed. The credit is in the workspace's
+    currency unless another is given (then it goes on that currency's invoice).
+    """
+    try:
+        value = Decimal(str(amount).strip()) if not isinstance(amount, Decimal) else amount
+    except ArithmeticError as exc:
+        raise BillingError(f"the amount must be a decimal number, got {amount!r}") from exc
+    if not value.is_finite() or value <= 0:
+        raise BillingError(f"a credit must be a positive amount, got {amount}")
+    if value != value.quantize(CENT):
+        raise BillingError(f"a credit is in whole cents, got {amount}")
+    currency = (currency or workspace.currency).upper()
+    if len(currency) != 3 or not currency.isalpha():
+        raise BillingError(f"the currency must be a 3-letter code, got {currency!r}")
+    reason = _reason(reason)
+    with transaction.atomic():
+        now = _ledger_clock(exclusive=False)  # ordered against finalization like priced usage
+        entry = LedgerEntry.objects.create(
+            kind=LedgerEntry.Kind.ADJUSTMENT,
+            workspace=workspace,
+            occurred_at=now,
+            created_at=now,
+            currency=currency,
+            amount=-value,
+            memo=reason,
+            created_by=by,
+        )
+    logger.info("credit of %s %s issued to workspace %s: %s", value, currency, workspace.pk, reason)
+    return entry

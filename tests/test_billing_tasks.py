@@ -14,7 +14,7 @@ from decimal import Decimal
 import openai
 import pytest
 from django.conf import settings as django_settings
-from django.db import IntegrityError, OperationalError, connection, connections
+from django.db import IntegrityError, OperationalError, connection, connections, transaction
 
 from billing import tasks
 from billing.models import LedgerEntry, UsageEvent
@@ -193,19 +193,14 @@ def test_concurrent_runs_over_the_same_ids_price_each_once(transactional_db, wor
     assert sum(LedgerEntry.objects.values_list("amount", flat=True)) == expected
 
 
-def test_a_worker_that_dies_mid_batch_leaves_its_events_pending(transactional_db, world, catalog, monkeypatch):
-    from billing import services
-
+def test_a_worker_that_dies_mid_batch_leaves_its_events_pending(transactional_db, world, catalog):
     events = [make_event(world.workspace, input_tokens=10) for _ in range(5)]
-
-    def die(*args, **kwargs):
-        raise OperationalError("terminating connection due to administrator command")
-
-    monkeypatch.setattr(services, "_set_states", die)  # fails after the ledger insert, inside the transaction
-    with pytest.raises(OperationalError):
-        usage_price()
+    with pytest.raises(OperationalError), transaction.atomic():
+        assert usage_price().priced == len(events)  # written, not committed yet
+        assert LedgerEntry.objects.count() == len(events)
+        raise OperationalError("terminating connection due to administrator command")  # dies before commit
     assert not LedgerEntry.objects.exists()  # the insert rolled back with the batch
-    monkeypatch.undo()
+    assert set(UsageEvent.objects.values_list("pricing_state", flat=True)) == {UsageEvent.PricingState.PENDING}
     assert usage_price().priced == len(events)
 
 
