@@ -17,8 +17,9 @@ def today() -> date:
     return timezone.now().astimezone(UTC).date()
 
 
-def _model_choices() -> list[tuple[str, str]]:
-    return [(slug, f"{name} ({slug})") for slug, name in Model.objects.order_by("slug").values_list("slug", "name")]
+def _model_choices(*, active_only: bool = False) -> list[tuple[str, str]]:
+    models = Model.objects.filter(is_active=True) if active_only else Model.objects.all()
+    return [(slug, f"{name} ({slug})") for slug, name in models.order_by("slug").values_list("slug", "name")]
 
 
 class ApiKeyCreateForm(forms.Form):
@@ -35,17 +36,17 @@ class ApiKeyCreateForm(forms.Form):
     expires_on = forms.DateField(
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Optional. The key stops working at the end of this day (UTC).",
+        help_text="The key stops working at the end of this day (UTC).",
     )
     allowed_models = forms.MultipleChoiceField(
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Optional. None ticked: the key may call every model.",
+        help_text="None ticked: the key may call every model.",
     )
 
     def __init__(self, *args, may_issue_admin_keys: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["allowed_models"].choices = _model_choices()
+        self.fields["allowed_models"].choices = _model_choices(active_only=True)
         if not may_issue_admin_keys:
             # Management keys act with an owner's rights: only owners issue them (workspaces/access.py).
             field = self.fields["scope"]
