@@ -19,7 +19,7 @@ import orjson
 from django.http import HttpResponse, StreamingHttpResponse
 
 from billing.pricing import format_cost, usage_cost
-from gateway import upstream
+from gateway import metrics, upstream
 from gateway.errors import GatewayError
 from gateway.limits import Admission
 from gateway.providers import get_adapter
@@ -55,6 +55,8 @@ class Call:
     completion_id: str = ""  # the stream's chunk id, reused by Omixa's usage chunk
     in_flight: tuple[Route, float] | None = None  # the route being called right now, and since when
     recorded: bool = False
+    upstream_s: float = 0.0  # time spent waiting on upstreams, all attempts
+    overhead_s: float | None = None  # Omixa's own time until the first byte to the client (metrics)
     limits: Admission | None = None  # what the request holds of its key's and workspace's limits
 
     def attempt(self, route: Route, outcome: str, status: int | None = None, started: float | None = None) -> None:
@@ -62,8 +64,15 @@ class Call:
         if status is not None:
             entry["status"] = status
         if started is not None:
-            entry["ms"] = round((time.perf_counter() - started) * 1000, 1)
+            waited = time.perf_counter() - started
+            self.upstream_s += waited
+            entry["ms"] = round(waited * 1000, 1)
         self.attempts.append(entry)
+
+    def first_byte(self) -> None:
+        elapsed = time.perf_counter() - self.started
+        self.first_byte_ms = int(elapsed * 1000)
+        self.overhead_s = elapsed - self.upstream_s
 
     def attempts_header(self) -> str:
         return ",".join(f"{a['route_id']}:{a['outcome']}" for a in self.attempts)
@@ -134,6 +143,10 @@ class Call:
         except Exception:
             # The spool is a local file: this means a full or broken disk. Shout, with the event.
             logger.critical("usage: could not spool event %s: %s", self.request_id, orjson.dumps(event).decode())
+        try:
+            metrics.observe_call(event, self.cost(usage), self.overhead_s)
+        except Exception:
+            logger.exception("metrics: could not count request %s", self.request_id)
 
 
 def _last_tried(call: Call) -> Route | None:
@@ -360,7 +373,7 @@ def _client_error(call: Call, error: UpstreamError) -> HttpResponse:
 
 def _completion_response(call: Call, completion: dict[str, Any], usage: Usage) -> HttpResponse:
     completion["usage"] = _usage_payload(call, usage)
-    call.first_byte_ms = int((time.perf_counter() - call.started) * 1000)
+    call.first_byte()
     call.record(outcome="completed", status=200, usage=usage)
     response = HttpResponse(orjson.dumps(completion), content_type="application/json")
     for name, value in call.headers().items():
@@ -411,7 +424,7 @@ async def _stream_body(call: Call, response, chunks_iter, decoder, held: list[di
     outcome, status, error_code = "completed", 200, ""
     chat = call.chat
     try:
-        call.first_byte_ms = int((time.perf_counter() - call.started) * 1000)
+        call.first_byte()
         call.out_chars += _chars(held)
         if held:
             call.completion_id = held[0].get("id") or ""

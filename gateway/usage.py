@@ -104,6 +104,11 @@ def write_batch(records: list[dict[str, Any]]) -> list[str]:
                 with transaction.atomic():
                     UsageEvent.objects.bulk_create([obj], ignore_conflicts=True)
             except IntegrityError:
+                logger.warning(
+                    "usage writer: API key %s no longer exists; event recorded without it",
+                    obj.api_key_id,
+                    extra={"request_id": str(obj.request_id)},  # this thread has no request of its own
+                )
                 obj.api_key_id = None
                 with transaction.atomic():
                     UsageEvent.objects.bulk_create([obj], ignore_conflicts=True)

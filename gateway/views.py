@@ -15,20 +15,26 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
-from gateway import pipeline, runtime
+from gateway import metrics, pipeline, runtime
 from gateway.auth import authenticate
 from gateway.errors import GatewayError
 from gateway.models_api import model_object
 from gateway.snapshot import KeyEntry, ModelEntry
 from gateway.spec import validate_chat
 from gateway.types import RequestRejected
+from omixa.logging import bind_request_id
 
 logger = logging.getLogger(__name__)
 
 
 def new_request_id() -> str:
-    # Time-ordered (UUIDv7): unique keys can include the month when usage tables are partitioned.
-    return str(uuid_utils.uuid7())
+    """Mint the request's id and bind it to the current task's log lines (omixa/logging.py).
+
+    Time-ordered (UUIDv7): unique keys can include the month when usage tables are partitioned.
+    """
+    request_id = str(uuid_utils.uuid7())
+    bind_request_id(request_id)
+    return request_id
 
 
 def too_large() -> GatewayError:
@@ -91,6 +97,7 @@ def _model_for(payload: dict, key: KeyEntry, rt: runtime.Runtime) -> ModelEntry:
     return model
 
 
+@metrics.counted
 async def chat_completions(request: HttpRequest) -> HttpResponse:
     started, started_wall = time.perf_counter(), time.time()
     request_id = new_request_id()
@@ -102,6 +109,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         key = await authenticate(request.headers.get("authorization"), rt)
         payload = _parse(body)
         model = _model_for(payload, key, rt)
+        metrics.note_model(model.slug)
         chat = validate_chat(payload, model.spec)
         call = pipeline.Call(
             request_id=request_id,

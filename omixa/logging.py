@@ -1,9 +1,13 @@
-"""A log filter that redacts Omixa keys and provider secrets from every record.
+"""Logging for Omixa: secret redaction, the request id on every line, and a JSON formatter.
 
-Configured as a handler filter (settings.LOGGING), it also installs the same redaction at record
-creation (a log record factory), so that loggers whose handlers it is not on are redacted too:
-uvicorn's own loggers (`uvicorn.error`, `uvicorn.access` do not propagate to the root), Django's
-default handlers, or any handler a library or a test adds.
+`RedactSecretsFilter`, configured as a handler filter (settings.LOGGING), also installs the same
+redaction at record creation (a log record factory), so that loggers whose handlers it is not on are
+redacted too: uvicorn's own loggers (`uvicorn.error`, `uvicorn.access` do not propagate to the root),
+Django's default handlers, or any handler a library or a test adds.
+
+The request id lives in a context variable: the gateway binds it when it mints the id, and every
+line logged by that request's task (its view, pipeline, stream and breaker calls) carries it.
+Code outside the request's task (the usage writer thread) passes `extra={"request_id": ...}`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from contextvars import ContextVar
+
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 # Omixa keys, bearer tokens, and header-style secrets (api-key, x-api-key, x-goog-api-key).
 _PATTERNS = [
@@ -127,3 +134,43 @@ class RedactSecretsFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         redact_record(record)
         return True
+
+
+# ---- the request id ---------------------------------------------------------------------------------
+
+request_id_var: ContextVar[str | None] = ContextVar("omixa_request_id", default=None)
+
+
+def bind_request_id(request_id: str | None) -> None:
+    """Stamp every later log line of the current task (and the tasks it starts) with this id."""
+    request_id_var.set(request_id)
+
+
+class RequestIdFilter(logging.Filter):
+    """Sets `record.request_id`: the caller's `extra={"request_id": ...}`, else the bound one (or None)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            record.request_id = request_id_var.get()
+        return True
+
+
+class JsonFormatter(OrjsonFormatter):
+    """One JSON object per line: timestamp, level, logger, message, request_id, then any `extra`
+    fields and the exception. The whole line goes through `redact` once more, so a secret passed in
+    an `extra` field (which the record filter does not see) never reaches the output either."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
+        kwargs.setdefault("timestamp", True)
+        super().__init__("%(levelname)s %(name)s %(message)s", *args, **kwargs)
+
+    def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
+        # Placeholders fix the order of the first keys (a dict keeps a key's place when it is updated).
+        log_data.update(timestamp=None, level=None, logger=None, request_id=None, message=None)
+        super().add_fields(log_data, record, message_dict)
+        if log_data.get("request_id") is None:
+            log_data["request_id"] = request_id_var.get()
+
+    def serialize_log_record(self, log_data: dict) -> str:
+        return redact(super().serialize_log_record(log_data))

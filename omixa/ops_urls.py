@@ -1,3 +1,11 @@
-"""Operational endpoints: /healthz, /readyz, /metrics."""
+"""Operational endpoints: /healthz, /readyz, /metrics (omixa/health.py)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from omixa import health
+
+urlpatterns: list = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
+]

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc assets for /api/docs/, served locally (no CDN)
     "workspaces",
     "billing",
     "gateway",
@@ -163,9 +164,39 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # A management key (Bearer omx_admin_…) first, so that a request without credentials gets 401.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.AdminKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Omixa API",
+    "DESCRIPTION": (
+        "The management API (`/api/v1/workspaces/...`: keys, members, usage, requests, invoices, audit log), "
+        "authenticated by a session or a management key (`Authorization: Bearer omx_admin_…`), and the "
+        "OpenAI-compatible gateway (`/api/v1/chat/completions`, `/api/v1/responses`, `/api/v1/models`) with an "
+        "inference key (`omx_live_…`). Errors use OpenAI's shape. Money is a decimal string. Lists are "
+        "cursor-paginated: follow `next` / `previous`; `page_size` up to 200."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PATH_CONVERTER_OVERRIDES": {
+        "id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999},
+        "slug": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"},
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.add_gateway_and_errors",
+    ],
 }
 
 if not DEBUG:
@@ -175,13 +206,33 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_HSTS_SECONDS = env_int("OMIXA_HSTS_SECONDS", 0)
 
+# Metrics of several worker processes (uvicorn --workers N) are shared through files in this directory
+# (prometheus-client's multiprocess mode; it reads the variable itself). Empty it before the server starts.
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+
+# `json`: one JSON object per line with the request id (for log collectors); `plain`: for people.
+OMIXA_LOG_FORMAT = env_str("OMIXA_LOG_FORMAT", "plain" if DEBUG else "json")
+if OMIXA_LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"OMIXA_LOG_FORMAT must be json or plain, got {OMIXA_LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "omixa.logging.RedactSecretsFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {
+        "redact": {"()": "omixa.logging.RedactSecretsFilter"},
+        "request_id": {"()": "omixa.logging.RequestIdFilter"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "omixa.logging.JsonFormatter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": OMIXA_LOG_FORMAT,
+            "filters": ["redact", "request_id"],
+        },
     },
     "root": {"handlers": ["console"], "level": env_str("OMIXA_LOG_LEVEL", "INFO")},
     # httpx logs every upstream request at INFO: noise, and time on the hot path.
@@ -195,3 +246,7 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
+if OMIXA_LOG_FORMAT == "json":
+    # uvicorn's loggers do not propagate to the root: give them the same JSON handler.
+    LOGGING["loggers"]["uvicorn"] = {"handlers": ["console"], "propagate": False}
+    LOGGING["loggers"]["uvicorn.access"] = {"handlers": ["console"], "propagate": False}
