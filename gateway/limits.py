@@ -37,6 +37,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING
 
 from django.conf import settings
+from prometheus_client import Counter as PromCounter
 
 from billing.pricing import usage_cost
 from gateway.errors import GatewayError
@@ -56,8 +57,25 @@ UNAVAILABLE_RETRY_AFTER = 5
 # `kind` is "rejected" (scope "key"/"workspace", reason "requests"/"tokens"/"budget") or
 # "unavailable" (scope "", reason "open"/"closed": the limits store was unreachable).
 Listener = Callable[[str, str, str], None]
-_listeners: list[Listener] = []
 counts: Counter[tuple[str, str, str]] = Counter()
+STORE_UNAVAILABLE = PromCounter(
+    "omixa_limits_store_unavailable",
+    "Requests that found the limits store (Redis) unreachable, by the workspace's fail mode: open (admitted"
+    " without limits) or closed (refused with 503).",
+    ["fail_mode"],
+)
+
+
+def _to_metrics(kind: str, scope: str, reason: str) -> None:
+    if kind == "rejected":
+        from gateway import metrics
+
+        metrics.limit_rejected(reason, scope)
+    else:
+        STORE_UNAVAILABLE.labels(reason).inc()
+
+
+_listeners: list[Listener] = [_to_metrics]
 
 
 def add_listener(listener: Listener) -> None:
