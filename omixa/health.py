@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from omixa.logging import redact
 
@@ -103,18 +103,18 @@ def readiness() -> tuple[bool, dict[str, dict]]:
     return all(r["status"] == "up" for r in results.values()), results
 
 
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-@require_GET
+@require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
     ready, checks = readiness()
     return JsonResponse({"status": "ready" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
 
 
-@require_GET
+@require_safe
 def metrics(request: HttpRequest) -> HttpResponse:
     from gateway.metrics import exposition
 
