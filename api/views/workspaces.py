@@ -1,0 +1,73 @@
+"""The workspaces a caller can reach, and the audit log of one."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+
+from api import serializers as s
+from api.access import reachable_workspaces
+from api.pagination import NewestFirst
+from api.views.base import WorkspaceView
+from audit.models import AuditLog
+
+
+def _workspace(found) -> dict:
+    ws = found.workspace
+    return {"slug": ws.slug, "name": ws.name, "currency": ws.currency, "role": found.role}
+
+
+class WorkspaceList(GenericAPIView):
+    renderer_classes = [JSONRenderer]
+    parser_classes = [JSONParser]
+    serializer_class = s.WorkspaceSerializer
+
+    @extend_schema(
+        tags=["Workspaces"],
+        operation_id="workspaces_list",
+        summary="The workspaces you can reach",
+        description="Yours with your role in each; a management key: its own workspace (as owner).",
+        responses={200: s.WorkspaceSerializer(many=True)},
+    )
+    def get(self, request) -> Response:
+        return Response([_workspace(found) for found in reachable_workspaces(request)])
+
+
+class WorkspaceDetail(WorkspaceView):
+    capabilities = {"GET": None}
+    serializer_class = s.WorkspaceSerializer
+
+    @extend_schema(tags=["Workspaces"], operation_id="workspaces_retrieve", summary="A workspace and your role in it")
+    def get(self, request, slug: str) -> Response:
+        return Response(_workspace(self.workspace_access()))
+
+
+class AuditList(WorkspaceView):
+    capabilities = {"GET": "audit.view"}
+    pagination_class = NewestFirst
+    serializer_class = s.AuditEntrySerializer
+
+    @extend_schema(
+        tags=["Audit log"],
+        operation_id="audit_list",
+        summary="The workspace's audit log (owners)",
+        responses={200: s.AuditEntrySerializer(many=True)},
+        description="Every change to the workspace's keys and members: who, when, old and new values.",
+        parameters=[s.AuditQuerySerializer],
+    )
+    def get(self, request, slug: str) -> Response:
+        query = s.AuditQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        entries = AuditLog.objects.filter(workspace=self.workspace_access().workspace)
+        for name in ("action", "target_type", "target_id"):
+            if query.validated_data.get(name):
+                entries = entries.filter(**{name: query.validated_data[name]})
+        if query.validated_data.get("start"):
+            entries = entries.filter(created_at__gte=query.validated_data["start"])
+        if query.validated_data.get("end"):
+            entries = entries.filter(created_at__lt=query.validated_data["end"])
+        page = self.paginate_queryset(entries)
+        return self.get_paginated_response(s.AuditEntrySerializer(page, many=True).data)
