@@ -80,7 +80,7 @@ def html_table(body: str, table_id: str) -> tuple[list[str], list[list[str]], li
 
 
 def pre_text(body: str, element_id: str) -> str:
-    match = re.search(rf'<pre id="{re.escape(element_id)}"><code>(.*?)</code></pre>', body, re.S)
+    match = re.search(rf'<pre id="{re.escape(element_id)}"[^>]*><code>(.*?)</code></pre>', body, re.S)
     assert match, f"no <pre id={element_id}>"
     return html.unescape(match.group(1))
 

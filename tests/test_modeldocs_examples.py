@@ -80,7 +80,7 @@ def run(language: str, code: str, where: Path) -> subprocess.CompletedProcess:
 def page_examples(gateway, slug: str) -> dict[str, str]:
     page = httpx.get(f"{gateway.url}/docs/models/{slug}", timeout=10)
     assert page.status_code == 200
-    found = dict(re.findall(r'<pre id="example-([a-z]+)-code"><code>(.*?)</code></pre>', page.text, re.S))
+    found = dict(re.findall(r'<pre id="example-([a-z]+)-code"[^>]*><code>(.*?)</code></pre>', page.text, re.S))
     assert set(found) == set(LANGUAGES)
     return {name: html.unescape(code) for name, code in found.items()}
 
