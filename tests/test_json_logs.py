@@ -1,0 +1,182 @@
+"""Structured logs: one JSON object per line, the request id on every line of a gateway request, and
+the redaction filter applied to the JSON output too (message, arguments, `extra` fields, tracebacks).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.services import provider_key_add
+from gateway.usage import write_batch
+from omixa.logging import JsonFormatter, RedactSecretsFilter, RequestIdFilter, bind_request_id, request_id_var
+from tests.gateway_fixtures import gateway, world  # noqa: F401
+from tests.mocks.fixtures import mock_upstream  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+OMX_LIVE = "omx_live_" + "Jq7_x-Y2" * 5
+BODY = {"model": "codex-mini", "messages": [{"role": "user", "content": "hello"}]}
+
+
+@pytest.fixture
+def json_lines() -> Iterator[io.StringIO]:
+    """The root logger also writes, as configured in settings (JSON, redacted, request id), to a buffer."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecretsFilter())
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+
+
+def parsed(stream: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]  # every line is one JSON object
+
+
+def test_a_line_is_json_with_the_bound_request_id_and_no_secret(json_lines):
+    log = logging.getLogger("omixa.test")
+    token = request_id_var.set(None)
+    try:
+        bind_request_id("req-123")
+        log.warning("key %s refused", OMX_LIVE, extra={"headers": {"api-key": "provider-secret-0123456789"}})
+        try:
+            raise RuntimeError(f"boom with Authorization: Bearer {OMX_LIVE}")
+        except RuntimeError:
+            log.exception("failed for %s", OMX_LIVE)
+        log.warning("from a thread without a request", extra={"request_id": "req-explicit"})
+    finally:
+        request_id_var.reset(token)
+    log.warning("after the request")
+
+    text = json_lines.getvalue()
+    assert OMX_LIVE not in text and "provider-secret-0123456789" not in text
+    first, second, third, fourth = parsed(json_lines)
+    assert list(first)[:5] == ["timestamp", "level", "logger", "request_id", "message"]
+    assert first["request_id"] == "req-123" and first["level"] == "WARNING" and first["logger"] == "omixa.test"
+    assert first["message"] == "key omx_[REDACTED] refused"
+    assert first["headers"] == {"api-key": "[REDACTED]"}
+    assert second["request_id"] == "req-123"
+    assert "RuntimeError" in second["exc_info"] and "[REDACTED]" in second["exc_info"]
+    assert third["request_id"] == "req-explicit"
+    assert fourth["request_id"] is None
+
+
+def test_every_line_of_a_gateway_request_carries_its_request_id(gateway, world, mock_upstream, json_lines):
+    # The first route's secret is wrong: the upstream's 401 takes it out of rotation (a warning logged
+    # from inside the request), and the request fails over to the second.
+    wrong_secret = "wrong-provider-secret-0123456789"
+    for priority, secret in ((1, wrong_secret), (2, mock_upstream.azure_key)):
+        provider_key_add(
+            model_slug="codex-mini",
+            provider="azure-openai",
+            base_url=mock_upstream.url,
+            api_key=secret,
+            deployment="codex-mini",
+            priority=priority,
+        )
+    gateway.refresh()
+    response = httpx.post(
+        gateway.api + "/chat/completions", headers={"Authorization": f"Bearer {world.key}"}, json=BODY, timeout=20
+    )
+    assert response.status_code == 200, response.text
+    request_id = response.headers["x-request-id"]
+
+    # And a bug of ours in another request: its traceback line carries that request's id.
+    from gateway import pipeline
+
+    async def broken(call):
+        raise RuntimeError(f"internal failure with {world.key}")
+
+    original, pipeline.run = pipeline.run, broken
+    try:
+        failed = httpx.post(
+            gateway.api + "/chat/completions", headers={"Authorization": f"Bearer {world.key}"}, json=BODY, timeout=20
+        )
+    finally:
+        pipeline.run = original
+    assert failed.status_code == 500
+    gateway.flush_usage()
+
+    lines = parsed(json_lines)
+    rotation = [line for line in lines if "taken out of rotation" in line["message"]]
+    assert rotation and all(line["request_id"] == request_id for line in rotation), lines
+    errors = [line for line in lines if "unexpected error" in line["message"]]
+    assert errors and errors[0]["request_id"] == failed.headers["x-request-id"] != request_id
+    assert "RuntimeError" in errors[0]["exc_info"]
+    text = json_lines.getvalue()
+    for secret in (world.key, wrong_secret, mock_upstream.azure_key):
+        assert secret not in text
+
+
+def test_the_usage_writer_logs_with_the_events_request_id(transactional_db, world, json_lines):
+    request_id = str(uuid.uuid4())
+    record = {
+        "request_id": request_id,
+        "created_at": 1_700_000_000.0,
+        "workspace_id": world.workspace.id,
+        "api_key_id": 987_654_321,  # a key deleted since: recorded without it, and said so
+        "model_slug": "codex-mini",
+        "outcome": "completed",
+        "http_status": 200,
+    }
+    assert write_batch([record]) == [request_id]
+    lines = [line for line in parsed(json_lines) if "no longer exists" in line["message"]]
+    assert len(lines) == 1 and lines[0]["request_id"] == request_id
+
+
+PROBE = """
+import logging
+import django
+django.setup()
+from omixa.logging import bind_request_id
+bind_request_id("req-from-probe")
+logging.getLogger("omixa.probe").warning("refused key %s", "{key}")
+"""
+
+
+def run_probe(tmp_path, **env) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OMIXA_", "DATABASE_URL", "REDIS_URL"))}
+    clean.update(
+        DJANGO_SETTINGS_MODULE="omixa.settings",
+        OMIXA_VAR_DIR=str(tmp_path),
+        OMIXA_SECRET_KEY="x" * 50,
+        OMIXA_ENCRYPTION_KEY="5GgkfOdxmdTvCXkBg8hj7M6qwQmTr2WvkkNcTwqAZcY=",
+        **env,
+    )
+    return subprocess.run(
+        [sys.executable, "-c", PROBE.format(key=OMX_LIVE)], cwd=ROOT, env=clean, capture_output=True, text=True
+    )
+
+
+def test_production_logs_json_by_default_and_plain_on_request(tmp_path):
+    done = run_probe(tmp_path)
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    record = json.loads(line)
+    assert record["request_id"] == "req-from-probe" and record["message"] == "refused key omx_[REDACTED]"
+    assert OMX_LIVE not in line
+
+    plain = run_probe(tmp_path, OMIXA_LOG_FORMAT="plain")
+    assert plain.returncode == 0, plain.stderr
+    assert "WARNING omixa.probe refused key omx_[REDACTED]" in plain.stderr and OMX_LIVE not in plain.stderr
+
+    debug = run_probe(tmp_path, OMIXA_DEBUG="1")  # development: plain unless asked
+    assert debug.stderr.strip() and not debug.stderr.startswith("{")
+
+    bad = run_probe(tmp_path, OMIXA_LOG_FORMAT="xml")
+    assert bad.returncode != 0 and "OMIXA_LOG_FORMAT must be json or plain" in bad.stderr
