@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing.models import Invoice, InvoiceLine
-from billing.services import month_before, month_start, usage_price
+from billing.services import credit_issue, invoice_roll_up, invoice_void, month_before, month_start, usage_price
 from tests.test_billing_pricing import make_event
 from workspaces.models import ApiKey, Membership, Workspace
 from workspaces.services import api_key_issue, hash_api_key, workspace_create
@@ -382,11 +382,22 @@ def test_invoice_detail_marks_late_lines_and_credits_and_prints_cleanly(cast, li
 
 
 def test_a_void_invoice_says_so(cast):
-    Invoice.objects.filter(pk=cast.invoice.pk).update(
-        status=Invoice.Status.VOID, voided_at=datetime(2026, 2, 2, tzinfo=UTC), void_reason="issued twice"
-    )
+    voided = invoice_void(invoice=cast.invoice, reason="issued twice", by=cast.users["owner"])
     body = cast.client("owner").get(_pages(cast)["invoice"]).content.decode()
-    assert "<strong>Void</strong> since 2026-02-02 00:00 UTC: issued twice" in body
+    assert f"<strong>Void</strong> since {voided.voided_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC: issued twice" in body
+    assert 'data-testid="status">Void<' in body
+
+
+def test_a_credit_is_its_own_line_on_the_current_draft_and_lowers_the_spend(cast):
+    _priced(cast.workspace, at=timezone.now(), output_tokens=1_000_000)  # $6.00
+    credit_issue(workspace=cast.workspace, amount="2.50", reason="goodwill", by=cast.users["owner"])
+    invoice_roll_up()
+    draft = Invoice.objects.get(workspace=cast.workspace, status=Invoice.Status.DRAFT)
+    client = cast.client("finance")
+    body = client.get(reverse("console:invoice", args=[cast.workspace.slug, draft.pk])).content.decode()
+    assert re.search(r'<tr class="adjustment">\s*<th scope="row">Adjustment: goodwill', body)
+    assert "Credit</span>" in body and "-2.50" in body and 'data-testid="total"><strong>3.50<' in body
+    assert 'data-testid="spend">USD 3.50<' in client.get(_pages(cast)["dashboard"]).content.decode()
 
 
 def test_invoice_csv_is_one_row_per_line_and_a_total_exactly(cast, lines):
