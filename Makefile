@@ -17,11 +17,19 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Several workers share their metrics through files (prometheus-client's multiprocess mode),
+# emptied before each start.
+ifneq ($(WORKERS),1)
+PROMETHEUS_MULTIPROC_DIR ?= $(CURDIR)/var/prometheus
+endif
+
 run: export OMIXA_DEBUG ?= 1
+run: export PROMETHEUS_MULTIPROC_DIR := $(PROMETHEUS_MULTIPROC_DIR)
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput -v 0
 	$(BIN)/python manage.py load_catalog
 	$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
+	$(if $(PROMETHEUS_MULTIPROC_DIR),mkdir -p "$(PROMETHEUS_MULTIPROC_DIR)" && rm -f "$(PROMETHEUS_MULTIPROC_DIR)"/*.db)
 	$(BIN)/uvicorn omixa.asgi:application --host $(HOST) --port $(PORT) --workers $(WORKERS) \
 		--loop uvloop --http httptools --lifespan on --no-access-log
 
