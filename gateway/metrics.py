@@ -232,12 +232,19 @@ class RouteStateCollector:
         )
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        from gateway.breaker import shared_states
+
         family = self._family()
         try:
             rows = _routes()
-            from gateway.breaker import shared_states
-
-            states = shared_states()
+            for _ in range(3):
+                try:
+                    states = shared_states()
+                    break
+                except RuntimeError:  # the event loop grew this worker's breaker while we copied it
+                    continue
+            else:
+                states = shared_states()
         except Exception:
             logger.warning("metrics: route states unavailable", exc_info=True)
             return
