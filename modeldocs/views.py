@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
@@ -11,11 +11,14 @@ from modeldocs import markdown, texts
 from modeldocs.selectors import ModelDoc, catalog, model_doc
 
 
-def _doc_or_404(request: HttpRequest, slug: str) -> ModelDoc:
-    doc = model_doc(slug=slug, at=timezone.now(), base_url=request.build_absolute_uri("/"))
-    if doc is None:
-        raise Http404(f"No model named {slug!r}")
-    return doc
+def _doc(request: HttpRequest, slug: str) -> ModelDoc | None:
+    return model_doc(slug=slug, at=timezone.now(), base_url=request.build_absolute_uri("/"))
+
+
+def _not_found(request: HttpRequest, slug: str) -> HttpResponse:
+    """A 404 that says which models exist, so a mistyped slug is one click from the right page."""
+    entries = catalog(at=timezone.now())
+    return render(request, "modeldocs/not_found.html", {"slug": slug, "entries": entries, "texts": texts}, status=404)
 
 
 @require_safe
@@ -30,7 +33,9 @@ def model_index(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def model_page(request: HttpRequest, slug: str) -> HttpResponse:
-    doc = _doc_or_404(request, slug)
+    doc = _doc(request, slug)
+    if doc is None:
+        return _not_found(request, slug)
     return render(
         request,
         "modeldocs/model.html",
@@ -45,5 +50,11 @@ def model_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_safe
 def model_markdown(request: HttpRequest, slug: str) -> HttpResponse:
-    doc = _doc_or_404(request, slug)
+    doc = _doc(request, slug)
+    if doc is None:
+        return HttpResponse(
+            f"# Not found\n\nNo model is named `{slug}`. The catalog: /docs/models/\n",
+            content_type="text/markdown; charset=utf-8",
+            status=404,
+        )
     return HttpResponse(markdown.render(doc), content_type="text/markdown; charset=utf-8")

@@ -425,6 +425,12 @@ def test_unknown_or_inactive_slug_is_a_404(client, catalog):
         "/docs/models/codex-mini.txt",
     ):
         assert client.get(path).status_code == 404, path
+    page = client.get("/docs/models/codex-mni")
+    assert "<h1>Model not found</h1>" in page.content.decode()
+    assert 'href="/docs/models/codex-mini"' in page.content.decode()  # the way back
+    assert 'href="/docs/models/gemini-2.5-pro"' not in page.content.decode()
+    md = client.get("/docs/models/codex-mni.md")
+    assert md["Content-Type"] == "text/markdown; charset=utf-8" and "`codex-mni`" in md.content.decode()
 
 
 def test_a_model_whose_spec_the_gateway_refuses_has_no_page(client, catalog):
