@@ -110,6 +110,13 @@ class PriceCardAdmin(admin.ModelAdmin):
     list_select_related = ["model"]
     date_hierarchy = "effective_from"
 
+    def save_model(self, request, obj, form, change) -> None:
+        from audit import services as audit  # imported here: this class is the audit app's only hook in billing
+
+        super().save_model(request, obj, form, change)
+        # Inside the admin's transaction: the card and its audit row commit together (operator-global: no workspace).
+        audit.record(request.user, "price_card.create", obj, None, audit.snapshot(obj, ["model", *CARD_FIELDS]))
+
     def has_change_permission(self, request, obj=None) -> bool:
         return False
 

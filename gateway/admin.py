@@ -10,9 +10,10 @@ import threading
 
 from django import forms
 from django.contrib import admin, messages
-from django.db import models
+from django.db import models, transaction
 from django.utils.translation import ngettext
 
+from audit import services as audit
 from gateway.breaker import shared_states
 from gateway.models import ProviderKey
 from gateway.services import (
@@ -20,6 +21,8 @@ from gateway.services import (
     normalize_base_url,
     provider_key_add,
     provider_key_enable,
+    provider_key_record_change,
+    provider_key_snapshot,
     resolve_endpoint_type,
 )
 
@@ -142,9 +145,15 @@ class ProviderKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change) -> None:
         secret = form.cleaned_data.get("secret")
         if change:
+            # The change form and the changelist's priority/enabled edits both land here, inside the
+            # admin's transaction: the audit row commits with the change.
+            before = provider_key_snapshot(ProviderKey.objects.get(pk=obj.pk))
             if secret:
                 obj.set_secret(secret)
             super().save_model(request, obj, form, change)
+            provider_key_record_change(
+                provider_key=obj, before=before, acting_user=request.user, secret_changed=bool(secret)
+            )
             return
         data = form.cleaned_data
         key = provider_key_add(
@@ -170,6 +179,17 @@ class ProviderKeyAdmin(admin.ModelAdmin):
             setattr(obj, field.attname, getattr(key, field.attname))
         obj._state.adding = False
         obj._state.db = key._state.db
+
+    def delete_model(self, request, obj) -> None:
+        with transaction.atomic():
+            audit.record(request.user, "provider_key.delete", obj, provider_key_snapshot(obj), None)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        with transaction.atomic():
+            for obj in queryset:
+                audit.record(request.user, "provider_key.delete", obj, provider_key_snapshot(obj), None)
+            super().delete_queryset(request, queryset)
 
     @admin.action(description="Re-enable selected keys (clear the disabled reason)")
     def reenable_selected(self, request, queryset) -> None:

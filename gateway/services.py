@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, transaction
 
+from audit import services as audit
 from billing.models import Model
 from gateway.crypto import SecretDecryptionError, rotate_token
 from gateway.models import DEFAULT_ENDPOINT_TYPE, EndpointType, Provider, ProviderKey
@@ -41,6 +42,38 @@ _url_validator = URLValidator(schemes=["http", "https"])
 
 class ProviderKeyError(Exception):
     """A provider key request that cannot be carried out; the message is for the operator."""
+
+
+# What the audit log keeps of a route: everything but the (encrypted) secret and the bookkeeping times.
+AUDIT_EXCLUDED = frozenset({"id", "secret_encrypted", "created_at", "updated_at"})
+
+
+def provider_key_snapshot(provider_key: ProviderKey) -> dict[str, Any]:
+    fields = [f.name for f in ProviderKey._meta.concrete_fields if f.name not in AUDIT_EXCLUDED]
+    return audit.snapshot(provider_key, fields)
+
+
+def provider_key_record_change(
+    *,
+    provider_key: ProviderKey,
+    before: dict[str, Any],
+    acting_user: Any = None,
+    secret_changed: bool = False,
+) -> None:
+    """Audit a saved change (call inside its transaction): enable / disable, reorder (priority, the
+    failover order) or update, with the old and new values of what changed and never the secret."""
+    old, new = audit.changed(before, provider_key_snapshot(provider_key))
+    if secret_changed:
+        old["secret_changed"], new["secret_changed"] = False, True
+    if not new:
+        return
+    if "enabled" in new:
+        action = "provider_key.enable" if new["enabled"] else "provider_key.disable"
+    elif set(new) == {"priority"}:
+        action = "provider_key.reorder"
+    else:
+        action = "provider_key.update"
+    audit.record(acting_user, action, provider_key, old, new)
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -150,10 +183,10 @@ def provider_key_add(
             )
             key.set_secret(api_key.strip())
             key.save()
+            audit.record(acting_user, "provider_key.add", key, None, provider_key_snapshot(key))
     except IntegrityError as exc:
         # Two operators adding the same name at once: the unique constraint decides.
         raise ProviderKeyError(f"model {model.slug!r} already has a provider key named {name!r}") from exc
-    logger.info("audit provider_key.add actor=%s key=%s model=%s", getattr(acting_user, "pk", None), key.pk, model.slug)
     return key
 
 
@@ -174,12 +207,17 @@ def provider_key_update(
     unknown = set(changes) - allowed
     if unknown:
         raise ProviderKeyError(f"cannot change {', '.join(sorted(unknown))}")
-    for field_name, value in changes.items():
-        setattr(provider_key, field_name, value)
-    if secret:
-        provider_key.set_secret(secret.strip())
-    provider_key.save()
-    logger.info("audit provider_key.update actor=%s key=%s", getattr(acting_user, "pk", None), provider_key.pk)
+    with transaction.atomic():
+        stored = ProviderKey.objects.select_for_update().filter(pk=provider_key.pk).first()
+        before = provider_key_snapshot(stored or provider_key)
+        for field_name, value in changes.items():
+            setattr(provider_key, field_name, value)
+        if secret:
+            provider_key.set_secret(secret.strip())
+        provider_key.save()
+        provider_key_record_change(
+            provider_key=provider_key, before=before, acting_user=acting_user, secret_changed=bool(secret)
+        )
     return provider_key
 
 

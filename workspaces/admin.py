@@ -16,8 +16,9 @@ from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import ngettext
 
+from audit import services as audit
 from workspaces.models import ApiKey, Membership, Workspace
-from workspaces.services import api_key_issue, api_key_revoke
+from workspaces.services import API_KEY_AUDIT_FIELDS, MEMBER_AUDIT_FIELDS, api_key_issue, api_key_revoke
 
 # Inline, so that the one page that ever shows a secret lives next to the code that issues it.
 _KEY_CREATED_PAGE = """{% extends "admin/base_site.html" %}
@@ -60,6 +61,27 @@ class WorkspaceAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
     inlines = [MembershipInline, ApiKeyInline]
+
+    def save_formset(self, request, form, formset, change) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        # Inside the admin's transaction: each membership added, changed or removed gets its audit row.
+        # Read afresh: the formset's own rows already carry the submitted values.
+        stored = Membership.objects.filter(workspace_id=form.instance.pk) if form.instance.pk else []
+        before = {m.pk: audit.snapshot(m, MEMBER_AUDIT_FIELDS) for m in stored}
+        for deleted in formset.deleted_forms:
+            if deleted.instance.pk is not None:
+                audit.record(request.user, "member.remove", deleted.instance, before.get(deleted.instance.pk), None)
+        super().save_formset(request, form, formset, change)
+        for added in formset.new_objects:
+            audit.record(request.user, "member.add", added, None, audit.snapshot(added, MEMBER_AUDIT_FIELDS))
+        for changed, _fields in formset.changed_objects:
+            old, new = audit.changed(before.get(changed.pk, {}), audit.snapshot(changed, MEMBER_AUDIT_FIELDS))
+            if new:
+                action = "member.role_change" if set(new) == {"role"} else "member.update"
+                audit.record(request.user, action, changed, old, new)
+
     fieldsets = [
         (None, {"fields": ["name", "slug", "currency", "created_at", "updated_at"]}),
         (
@@ -165,7 +187,12 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change) -> None:
         if change:
+            # Inside the admin's transaction, so the audit row commits (or rolls back) with the change.
+            before = audit.snapshot(ApiKey.objects.get(pk=obj.pk), API_KEY_AUDIT_FIELDS)
             super().save_model(request, obj, form, change)
+            old, new = audit.changed(before, audit.snapshot(obj, API_KEY_AUDIT_FIELDS))
+            if new:
+                audit.record(request.user, "api_key.update", obj, old, new)
             return
         data = form.cleaned_data
         # A WorkspaceError here is a race the form's clean() could not see; nothing was created.
