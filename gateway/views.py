@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 
-from gateway import metrics, pipeline, runtime
+from gateway import metrics, pipeline, responses_api, responses_stream, runtime
 from gateway.auth import authenticate
 from gateway.errors import GatewayError
 from gateway.models_api import model_object
@@ -122,6 +122,41 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             rt=rt,
         )
         return await pipeline.run(call)
+    except RequestRejected as exc:
+        return GatewayError(exc.status, exc.message, param=exc.param, code=exc.code).response(request_id)
+    except GatewayError as exc:
+        return exc.response(request_id)
+    except Exception:
+        return _internal_error(request_id)
+
+
+@metrics.counted
+async def responses(request: HttpRequest) -> HttpResponse:
+    """OpenAI's Responses API shape, served by the chat pipeline (gateway/responses_api.py)."""
+    started, started_wall = time.perf_counter(), time.time()
+    request_id = new_request_id()
+    if request.method != "POST":
+        return _method_not_allowed(request_id, "POST")
+    try:
+        rt = await runtime.get()
+        body = _body(request)
+        key = await authenticate(request.headers.get("authorization"), rt)
+        payload = _parse(body)
+        model = _model_for(payload, key, rt)
+        metrics.note_model(model.slug)
+        chat, ctx = responses_api.to_chat(payload, model.spec)
+        call = pipeline.Call(
+            request_id=request_id,
+            client_request_id=(request.headers.get("x-request-id") or "")[:200],
+            started=started,
+            started_wall=started_wall,
+            key=key,
+            model=model,
+            chat=chat,
+            rt=rt,
+        )
+        answer = await pipeline.run(call)
+        return responses_stream.reshape(answer, ctx, request_id, model.slug, int(started_wall))
     except RequestRejected as exc:
         return GatewayError(exc.status, exc.message, param=exc.param, code=exc.code).response(request_id)
     except GatewayError as exc:
