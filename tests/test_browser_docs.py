@@ -35,7 +35,7 @@ def test_catalog_links_to_a_model_page_whose_copy_markdown_button_copies_the_md(
     assert page.evaluate("navigator.clipboard.readText()") == markdown
     assert button.inner_text() == "Copied Markdown"
 
-    page.locator('button[data-copy-target="example-python-code"]').click()
+    page.get_by_role("button", name="Copy the Python requests example").click()
     page.wait_for_function("() => document.getElementById('copy-status').textContent.includes('Code copied')")
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied == page.locator("#example-python-code").text_content()
