@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,6 +34,17 @@ BODY = {"model": "codex-mini", "messages": [{"role": "user", "content": "hello"}
 STREAM = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
 
 Samples = dict[tuple[str, frozenset], float]
+
+
+@pytest.fixture(autouse=True)
+def close_server_connections_after_each_request():
+    """A scrape reads the database from the server's sync thread; with persistent connections that one
+    would stay open after the test and PostgreSQL would refuse to drop the test database."""
+    database = connections.settings[DEFAULT_DB_ALIAS]
+    saved = database["CONN_MAX_AGE"]
+    database["CONN_MAX_AGE"] = 0
+    yield
+    database["CONN_MAX_AGE"] = saved
 
 
 def scrape(url: str) -> Samples:
@@ -201,6 +212,24 @@ def test_route_state_shows_a_route_in_cooldown_as_open(gateway, world, mock_upst
     after = scrape(gateway.url)
     assert delta(before, after, "omixa_requests_total", model="codex-mini", route="", status="503") == 1
     assert route_state(after, route) == "open"
+
+
+def test_route_state_goes_half_open_after_the_cooldown_then_closed_after_a_good_probe(
+    gateway, world, mock_upstream, monkeypatch
+):
+    from gateway import breaker
+
+    monkeypatch.setattr(breaker, "BASE_COOLDOWN", 1.0)
+    route = mock_route(gateway, mock_upstream, name="recovering")
+    mock_upstream.always(server_error(500))
+    for _ in range(3):
+        assert post(gateway, world.key, BODY).status_code == 502
+    assert route_state(scrape(gateway.url), route) == "open"
+    time.sleep(1.2)
+    assert route_state(scrape(gateway.url), route) == "half_open"
+    mock_upstream.reset()
+    assert post(gateway, world.key, BODY).status_code == 200  # the probe succeeds
+    assert route_state(scrape(gateway.url), route) == "closed"
 
 
 def test_route_state_shows_a_key_out_of_rotation_and_a_disabled_route(gateway, world, mock_upstream):
