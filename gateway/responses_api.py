@@ -8,7 +8,7 @@ event sequence (gateway/responses_stream.py). Pure: no I/O, no ORM.
 
 Stateless: nothing is stored, so `previous_response_id` and `conversation` are a 400 saying so (send the
 whole conversation in `input`; earlier `output` items may be passed back as input items), and `store` is
-answered `false`. Reasoning items passed back in `input` carry nothing a chat route can use and are skipped.
+answered `false` (a Responses route still sends `store: false` upstream unless its operator turned retention on). Reasoning items passed back in `input` carry nothing a chat route can use and are skipped.
 """
 
 from __future__ import annotations
@@ -342,8 +342,10 @@ def to_chat(payload: dict[str, Any], spec: ModelSpec) -> tuple[ChatRequest, Cont
     for key in _SAME:
         if key in body:
             chat[key] = body[key]
-    if "store" in body:
-        chat["store"] = body["store"]
+    if "store" in body and not isinstance(body["store"], bool):
+        raise _type_error("store", "a boolean", body["store"])
+    # `store` asks for a stored response object; this endpoint stores none and answers `store: false`, and
+    # it is not chat's `store` (distillation), so it is not forwarded. A Responses route stores per its flag.
     if body.get("stream") is not None:
         chat["stream"] = body["stream"]
 

@@ -242,3 +242,25 @@ def test_auth_and_method(gateway, world):
     assert httpx.post(gateway.api + "/responses", json={"model": "codex-mini", "input": "Hi"}).status_code == 401
     answer = httpx.get(gateway.api + "/responses", headers={"Authorization": f"Bearer {world.key}"})
     assert answer.status_code == 405 and answer.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_store_is_answered_false_and_not_forwarded_as_chat_store(client, gateway, world, mock_upstream):
+    mock_route(gateway, mock_upstream)
+    response = client.responses.create(model="codex-mini", input="Hi", store=True)
+    assert response.store is False
+    assert "store" not in mock_upstream.last.json
+
+
+def test_client_leaving_mid_stream_closes_the_upstream_and_records_it(gateway, world, responses_upstream):
+    mock_route(gateway, responses_upstream, endpoint_type="azure_openai_v1_responses")
+    responses_upstream.script(Scenario(chunk_delay=0.1, text="slow " * 200, text_chunk_chars=5))
+    body = {"model": "codex-mini", "input": "Hi", "stream": True}
+    with httpx.stream(
+        "POST", gateway.api + "/responses", headers={"Authorization": f"Bearer {world.key}"}, json=body, timeout=20
+    ) as answer:
+        request_id = answer.headers["x-request-id"]
+        for line in answer.iter_lines():
+            if "response.output_text.delta" in line:
+                break
+    event = usage_event(gateway, request_id)
+    assert event.outcome == "client_gone" and event.http_status == 499 and event.output_tokens > 0
