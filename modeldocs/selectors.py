@@ -199,11 +199,16 @@ class ModelDoc:
 
     @property
     def chunk_line(self) -> str:
-        return "" if self.response is None else "data: " + json.dumps(self.response["chunk"], ensure_ascii=False)
+        return "" if self.response is None else _sse_line(self.response["chunk"])
 
     @property
     def usage_chunk_line(self) -> str:
-        return "" if self.response is None else "data: " + json.dumps(self.response["usage_chunk"], ensure_ascii=False)
+        return "" if self.response is None else _sse_line(self.response["usage_chunk"])
+
+
+def _sse_line(event: dict[str, Any]) -> str:
+    """An event as the gateway writes it on the wire: compact JSON after `data: `."""
+    return "data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
 def model_doc(*, slug: str, at: datetime, base_url: str) -> ModelDoc | None:
