@@ -153,15 +153,41 @@ def usage_amount(model: ModelEntry, at: float, usage: Usage) -> Decimal:
 
 
 # ---- periods ------------------------------------------------------------------------------------
-def period_of(kind: str, now: float) -> tuple[str, float]:
-    """The UTC budget period holding `now`: its id and its end (epoch seconds)."""
+def period_bounds(kind: str, now: float) -> tuple[str, float, float]:
+    """The UTC budget period holding `now`: its id, start and end (epoch seconds)."""
     moment = datetime.fromtimestamp(now, UTC)
     if kind == "day":
         start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        return f"d{start:%Y%m%d}", start.timestamp() + 86_400
+        return f"d{start:%Y%m%d}", start.timestamp(), start.timestamp() + 86_400
     start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
-    return f"m{start:%Y%m}", end.timestamp()
+    return f"m{start:%Y%m}", start.timestamp(), end.timestamp()
+
+
+def period_of(kind: str, now: float) -> tuple[str, float]:
+    """The UTC budget period holding `now`: its id and its end (epoch seconds)."""
+    period, _, end = period_bounds(kind, now)
+    return period, end
+
+
+def ledger_spent(label: str, ident: int, start: float, end: float) -> Decimal:
+    """Sync (a DB thread): the ledger's usage amounts of a key or workspace in [start, end)."""
+    from django.db import close_old_connections
+    from django.db.models import Sum
+
+    from billing.models import LedgerEntry
+
+    close_old_connections()
+    entries = LedgerEntry.objects.filter(
+        kind=LedgerEntry.Kind.USAGE,
+        occurred_at__gte=datetime.fromtimestamp(start, UTC),
+        occurred_at__lt=datetime.fromtimestamp(end, UTC),
+    )
+    if label == "key":
+        entries = entries.filter(usage_event__api_key_id=ident)
+    else:
+        entries = entries.filter(workspace_id=ident)
+    return entries.aggregate(total=Sum("amount"))["total"] or Decimal(0)
 
 
 # ---- one admission ------------------------------------------------------------------------------
@@ -171,10 +197,12 @@ class Scope:
 
     name: str  # "key:12", "workspace:3" (the store's key part)
     label: str  # "key" | "workspace" (messages, metrics)
+    ident: int
     rpm: int  # NO_LIMIT: none
     tpm: int
     budget: int  # units; NO_LIMIT: none
     period: str  # "" without a budget
+    period_start: float
     period_end: float
     currency: str
     period_kind: str
@@ -212,6 +240,13 @@ class ScopeState:
 
 
 @dataclass(frozen=True, slots=True)
+class Unseeded:
+    """Budget periods the store has never seen (a new period, or a store that restarted empty)."""
+
+    indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     index: int  # which scope
     reason: str  # "requests" | "tokens" | "budget"
@@ -224,15 +259,17 @@ def scopes_for(key: KeyEntry, now: float) -> tuple[Scope, ...]:
     for label, ident, limits in (("key", key.id, key.limits), ("workspace", key.workspace_id, key.workspace_limits)):
         if limits is None:
             continue
-        period, period_end = period_of(limits.period, now) if limits.budgeted else ("", 0.0)
+        period, period_start, period_end = period_bounds(limits.period, now) if limits.budgeted else ("", 0.0, 0.0)
         scopes.append(
             Scope(
                 name=f"{label}:{ident}",
                 label=label,
+                ident=ident,
                 rpm=NO_LIMIT if limits.rpm is None else limits.rpm,
                 tpm=NO_LIMIT if limits.tpm is None else limits.tpm,
                 budget=to_units(limits.budget) if limits.budgeted else NO_LIMIT,
                 period=period,
+                period_start=period_start,
                 period_end=period_end,
                 currency=key.currency,
                 period_kind=limits.period,
@@ -338,7 +375,15 @@ def _refusal_headers(scopes: tuple[Scope, ...], refusal: Refusal) -> dict[str, s
 
 
 class Limiter:
-    """The interface: `admit` before the first route, `settle` once usage is known."""
+    """The interface: `admit` before the first route, `settle` once usage is known.
+
+    A budget period the store has not seen yet is first seeded with the ledger's amount for it
+    (`ledger_spent`, once per scope and period, in the database thread given as `run_sync`), so a
+    restart of Redis, or of an in-process gateway, does not hand out a fresh budget. The ledger
+    lags pricing by seconds: requests not priced yet at that moment are not in the seed.
+    """
+
+    run_sync: Callable | None = None  # Runtime.db: runs a sync function in the database thread
 
     async def admit(
         self, *, key: KeyEntry, model: ModelEntry, chat: ChatRequest, request_id: str, now: float
@@ -352,8 +397,15 @@ class Limiter:
             output = tokens - chat.estimated_input_tokens
             cost = to_units(_cost(model, now, chat.service_tier or "", chat.estimated_input_tokens, output))
         admission = Admission(request_id=request_id, at=now, tokens=tokens, cost=cost, scopes=scopes)
+        ttl = settings.OMIXA_LIMITS_RESERVATION_TTL
         try:
-            outcome = await self._admit(admission, ttl=settings.OMIXA_LIMITS_RESERVATION_TTL)
+            outcome = await self._admit(admission, ttl=ttl)
+            if isinstance(outcome, Unseeded):
+                for index in outcome.indexes:
+                    await self._seed(scopes[index], await self._ledger(scopes[index]), ttl=ttl)
+                outcome = await self._admit(admission, ttl=ttl)
+                if isinstance(outcome, Unseeded):  # the period's keys vanished again at once
+                    raise LimitsUnavailable
         except LimitsUnavailable:
             return self._unavailable(key, admission)
         if isinstance(outcome, Refusal):
@@ -393,7 +445,21 @@ class Limiter:
         admission.scopes = ()
         return admission
 
-    async def _admit(self, admission: Admission, *, ttl: float) -> list[ScopeState] | Refusal:
+    async def _ledger(self, scope: Scope) -> int:
+        if self.run_sync is None:
+            return 0
+        try:
+            amount = await self.run_sync(ledger_spent, scope.label, scope.ident, scope.period_start, scope.period_end)
+        except Exception as exc:
+            logger.warning("limits: could not read the ledger to seed %s %s: %s", scope.name, scope.period, exc)
+            raise LimitsUnavailable from exc
+        return to_units(amount)
+
+    async def _admit(self, admission: Admission, *, ttl: float) -> list[ScopeState] | Refusal | Unseeded:
+        raise NotImplementedError
+
+    async def _seed(self, scope: Scope, units: int, *, ttl: float) -> None:
+        """Add `units` to the period's spent amount, unless another worker seeded it first."""
         raise NotImplementedError
 
     def _settle(self, admission: Admission, tokens: int, cost: int) -> None:
@@ -438,6 +504,7 @@ class _Window:
 @dataclass(slots=True)
 class _Budget:
     period_end: float  # epoch seconds
+    seeded: bool = False
     spent: int = 0
     reserved: int = 0
     reservations: dict[str, tuple[int, int]] = field(default_factory=dict)  # request id → (units, expiry ms)
@@ -457,10 +524,26 @@ class MemoryLimiter(Limiter):
         self._windows: dict[str, _Window] = {}
         self._budgets: dict[tuple[str, str], _Budget] = {}
 
-    async def _admit(self, admission: Admission, *, ttl: float) -> list[ScopeState] | Refusal:
+    async def _seed(self, scope: Scope, units: int, *, ttl: float) -> None:
+        with self._lock:
+            budget = self._budgets.get((scope.name, scope.period))
+            if budget is None:
+                budget = self._budgets[(scope.name, scope.period)] = _Budget(scope.period_end)
+            if not budget.seeded:
+                budget.spent += units
+                budget.seeded = True
+
+    async def _admit(self, admission: Admission, *, ttl: float) -> list[ScopeState] | Refusal | Unseeded:
         now_ms = int(admission.at * 1000)
         tokens, cost = admission.tokens, admission.cost
         with self._lock:
+            unseeded = tuple(
+                i
+                for i, scope in enumerate(admission.scopes)
+                if scope.budgeted and not getattr(self._budgets.get((scope.name, scope.period)), "seeded", False)
+            )
+            if unseeded:
+                return Unseeded(unseeded)
             for index, scope in enumerate(admission.scopes):
                 if scope.windowed:
                     window = self._windows.setdefault(scope.name, _Window())

@@ -4,7 +4,8 @@ Per scope (a key or a workspace) there are four keys under `OMIXA_REDIS_PREFIX`:
 - `lim:{scope}:w` a sorted set of the requests admitted in the last 60 s (score: admission time in
   ms, member `request_id:tokens`) and `lim:{scope}:wt` their token total: RPM is the set's size, TPM
   the total. Entries older than the window are dropped (and their tokens subtracted) by the next call.
-- `lim:{scope}:b:{period}` a hash of the period's spent and reserved amounts, and
+- `lim:{scope}:b:{period}` a hash of the period's spent and reserved amounts (and `seeded` once the
+  ledger's amount for the period was added: see `Limiter`), and
   `lim:{scope}:r:{period}` a sorted set of live reservations (score: expiry in ms, member
   `request_id:hi:lo`). Expired reservations are subtracted by the next call.
 
@@ -36,6 +37,7 @@ from gateway.limits import (
     Refusal,
     Scope,
     ScopeState,
+    Unseeded,
 )
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,15 @@ local ttl = tonumber(ARGV[6])
 local window = tonumber(ARGV[7])
 local n = tonumber(ARGV[8])
 local budgets = {}
+
+-- A budget period never seen (new, or Redis restarted empty) is seeded from the ledger first.
+local unseeded = {2}
+for i = 1, n do
+  if tonumber(ARGV[8 + (i - 1) * 5 + 3]) >= 0 and redis.call('HEXISTS', KEYS[(i - 1) * 4 + 3], 'seeded') == 0 then
+    table.insert(unseeded, i)
+  end
+end
+if #unseeded > 1 then return unseeded end
 
 -- Phase 1: forget what expired, check every scope; nothing is written for a refused request
 -- except that clean-up.
@@ -201,6 +212,18 @@ return 1
 """
 )
 
+_SEED = (
+    _COMMON
+    + """
+if redis.call('HEXISTS', KEYS[1], 'seeded') == 1 then return 0 end
+local v = redis.call('HMGET', KEYS[1], 'sh', 'sl')
+local sh, sl = norm(num(v[1]) + tonumber(ARGV[1]), num(v[2]) + tonumber(ARGV[2]))
+redis.call('HSET', KEYS[1], 'sh', fmt(sh), 'sl', fmt(sl), 'seeded', '1')
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+return 1
+"""
+)
+
 _PEEK = (
     _COMMON
     + """
@@ -229,6 +252,7 @@ class RedisLimiter(Limiter):
         self._admit_script = redis.register_script(_ADMIT)
         self._settle_script = redis.register_script(_SETTLE)
         self._peek_script = redis.register_script(_PEEK)
+        self._seed_script = redis.register_script(_SEED)
         self._down_until = 0.0
         self._pending: set[asyncio.Task] = set()
 
@@ -249,7 +273,7 @@ class RedisLimiter(Limiter):
             )
         self._down_until = time.monotonic() + REDIS_BACKOFF
 
-    async def _admit(self, admission: Admission, *, ttl: float) -> list[ScopeState] | Refusal:
+    async def _admit(self, admission: Admission, *, ttl: float) -> list[ScopeState] | Refusal | Unseeded:
         if time.monotonic() < self._down_until:
             raise LimitsUnavailable
         now_ms = int(admission.at * 1000)
@@ -264,11 +288,22 @@ class RedisLimiter(Limiter):
         except Exception as exc:
             self._failed("admitting a request", exc)
             raise LimitsUnavailable from exc
+        if reply[0] == 2:
+            return Unseeded(tuple(int(i) - 1 for i in reply[1:]))
         if reply[0] == 0:
             reason = reply[2].decode() if isinstance(reply[2], bytes) else reply[2]
             return Refusal(index=int(reply[1]) - 1, reason=reason, used=int(reply[3]), retry_after_ms=int(reply[4]))
         values = [int(v) for v in reply[1:]]
         return [ScopeState(*values[i : i + 4]) for i in range(0, len(values), 4)]
+
+    async def _seed(self, scope: Scope, units: int, *, ttl: float) -> None:
+        base = f"{self.prefix}:{scope.name}"
+        args = [*_split(units), int(scope.period_end + GRACE_SECONDS + ttl)]
+        try:
+            await self._seed_script(keys=[f"{base}:b:{scope.period}"], args=args)
+        except Exception as exc:
+            self._failed("seeding a budget period", exc)
+            raise LimitsUnavailable from exc
 
     def _settle(self, admission: Admission, tokens: int, cost: int) -> None:
         task = asyncio.get_running_loop().create_task(self._settle_now(admission, tokens, cost))

@@ -129,6 +129,7 @@ async def startup() -> Runtime:
         recorder = UsageRecorder(settings.OMIXA_USAGE_SPOOL_DIR, on_recorded=_schedule_pricing)
         rt = Runtime(snapshot=Snapshot.empty(), breaker=Breaker(redis_client), recorder=recorder, redis=redis_client)
         rt.limiter = make_limiter(redis_client)
+        rt.limiter.run_sync = rt.db  # seeds a budget period from the ledger
         try:
             rt.snapshot = await _load(rt)
         except Exception:

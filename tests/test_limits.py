@@ -34,6 +34,28 @@ def client(gateway, world):
     return openai.OpenAI(base_url=gateway.api, api_key=world.key, max_retries=0, timeout=20)
 
 
+def clear_limits_store() -> None:
+    """Ids restart with every test database: forget limit counters a previous test left in Redis."""
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(f"{settings.OMIXA_REDIS_PREFIX}:lim:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_limits_store():
+    clear_limits_store()
+
+
 def on_gateway_loop(coro):
     rt = runtime.current()
     assert rt is not None and rt.loop is not None
@@ -230,3 +252,31 @@ def test_admin_edits_workspace_limits_and_the_gateway_applies_them(gateway, worl
     gateway.refresh()
     assert post(gateway, world.key).status_code == 200
     assert post(gateway, world.key).status_code == 429
+
+
+def test_a_restarted_store_seeds_the_periods_spent_from_the_ledger(gateway, world, route, client):
+    set_limits(gateway, world.key_row, budget_amount=Decimal("1"), budget_period="day")
+    for _ in range(2):
+        client.chat.completions.create(model="codex-mini", messages=MESSAGES, max_tokens=200)
+    gateway.flush_usage()
+    deadline = time.monotonic() + 10
+    while LedgerEntry.objects.filter(usage_event__api_key=world.key_row).count() < 2:
+        assert time.monotonic() < deadline, "usage was not priced"
+        time.sleep(0.05)
+    ledger = sum(LedgerEntry.objects.filter(workspace=world.workspace).values_list("amount", flat=True), Decimal(0))
+
+    # The store forgets everything (Redis restarted empty; or a new in-process limiter).
+    rt = runtime.current()
+    on_gateway_loop(rt.limiter.drain())
+    clear_limits_store()
+    if isinstance(rt.limiter, MemoryLimiter):
+        fresh = MemoryLimiter()
+        fresh.run_sync = rt.db
+        rt.limiter = fresh
+    # Left: less than one more request's worst case (~200 tokens out at $6 per 1M = $0.0012).
+    set_limits(gateway, world.key_row, budget_amount=ledger + Decimal("0.001"))
+    response = post(gateway, world.key, max_tokens=200)
+    assert response.status_code == 429 and response.json()["error"]["code"] == "budget_exceeded"
+    period, _ = period_of("day", time.time())
+    spent, reserved = on_gateway_loop(runtime.current().limiter.spent(f"key:{world.key_row.id}", period))
+    assert (from_units(spent), reserved) == (ledger, 0)

@@ -31,6 +31,7 @@ from gateway.limits import from_units, period_of
 from tests.gateway_fixtures import gateway, mock_route, world  # noqa: F401
 from tests.mocks.fixtures import mock_upstream  # noqa: F401
 from tests.mocks.upstream import Scenario
+from tests.test_limits import clear_limits_store
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = [{"role": "user", "content": "Say hello."}]
@@ -51,6 +52,7 @@ def workers(transactional_db, settings, tmp_path):
     """Start N gateway processes on the test database and Redis: `workers(2, TTL=...)` → URLs."""
     if not settings.REDIS_URL:
         pytest.skip("needs Redis: set REDIS_URL (CI does)")
+    clear_limits_store()
     started: list[Proc] = []
 
     def start(count: int, **extra_env: str) -> list[Proc]:

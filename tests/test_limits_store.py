@@ -312,6 +312,45 @@ def test_unpriced_model_reserves_and_settles_nothing(backend):
     run(scenario())
 
 
+def test_an_unseen_budget_period_is_seeded_once_from_the_ledger(backend):
+    calls = []
+
+    async def ledger(fn, label, ident, start, end):
+        calls.append((fn, label, ident, start, end))
+        return Decimal("0.001")  # spent before the store lost its state (a restart)
+
+    async def scenario():
+        workers = [backend(), backend()]
+        for worker in workers:
+            worker.run_sync = ledger
+        entry = key(workspace_limits=Limits(budget=Decimal("0.0024"), period="day"))
+        first = await admit(workers[0], entry)  # 0.001 + 0.00075 fits
+        await refused(workers[1], entry)  # 0.001 + 2 x 0.00075 does not
+        assert calls == [(limits.ledger_spent, "workspace", entry.workspace_id, *limits.period_bounds("day", NOW)[1:])]
+        workers[0].settle(first, model=model(), usage=Usage(input_tokens=10))
+        await workers[0].drain()
+        spent, _ = await workers[1].spent(f"workspace:{entry.workspace_id}", period_of("day", NOW)[0], NOW)
+        assert from_units(spent) == Decimal("0.001") + Decimal("0.000015")
+
+    run(scenario())
+
+
+def test_a_ledger_that_cannot_be_read_is_treated_as_the_store_being_down(backend):
+    async def broken(*args):
+        raise OSError("database unreachable")
+
+    async def scenario():
+        limiter = backend()
+        limiter.run_sync = broken
+        open_entry = key(Limits(budget=Decimal(1), period="day"))
+        assert (await admit(limiter, open_entry)).scopes == ()  # fail-open: admitted, nothing held
+        closed = KeyEntry(**{**{f: getattr(open_entry, f) for f in KeyEntry.__slots__}, "fail_closed": True})
+        error = await refused(limiter, closed)
+        assert error.status == 503 and error.code == "limits_unavailable"
+
+    run(scenario())
+
+
 def test_period_boundaries_are_utc_days_and_months():
     assert period_of("day", 1_790_000_000.0) == ("d20260921", 1_790_035_200.0)
     assert period_of("month", 1_790_000_000.0)[0] == "m202609"
