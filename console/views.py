@@ -74,7 +74,8 @@ def workspace_page(capability: str) -> Callable:
             except Http404:
                 return _page(request, "console/404.html", None, status=404)
             try:
-                access.require(request.user, member.workspace, capability)
+                if not access.can(member.role, capability):
+                    raise PermissionDenied(capability)
                 return view(request, member, *args, **kwargs)
             except PermissionDenied:
                 return _page(request, "console/403.html", member, status=403)
@@ -176,8 +177,8 @@ def key_create(request: HttpRequest, member: Membership) -> HttpResponse:
 @workspace_page("keys.manage")
 def key_revoke(request: HttpRequest, member: Membership, key_id: int) -> HttpResponse:
     key = get_object_or_404(ApiKey, pk=key_id, workspace=member.workspace)
-    if key.scope == ApiKey.Scope.ADMIN:
-        access.require(request.user, member.workspace, "keys.manage_admin")
+    if key.scope == ApiKey.Scope.ADMIN and not access.can(member.role, "keys.manage_admin"):
+        raise PermissionDenied("keys.manage_admin")
     if request.method == "POST":
         already = key.revoked_at is not None
         api_key_revoke(api_key=key, acting_user=request.user)
