@@ -439,3 +439,13 @@ def test_only_owners_issue_or_revoke_management_keys(cast):
     assert cast.client("owner").post(url).status_code == 302
     management.refresh_from_db()
     assert management.revoked_at is not None
+
+
+def test_lists_cost_the_same_few_queries_however_many_rows(cast, django_assert_max_num_queries):
+    for n in range(20):
+        api_key_issue(workspace=cast.workspace, name=f"bulk {n}")
+        _invoice(cast.workspace, start=datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=32 * n), total=Decimal(n))
+    client = cast.client("owner")
+    for name in ("keys", "invoices", "dashboard", "usage"):
+        with django_assert_max_num_queries(10):
+            assert client.get(_pages(cast)[name]).status_code == 200
