@@ -10,15 +10,18 @@ import httpx
 import openai
 import orjson
 import pytest
+from django.urls import reverse
 
-from billing.models import LedgerEntry, PriceCard, UsageEvent
+from billing.models import LedgerEntry, Model, PriceCard, UsageEvent
 from billing.pricing import Rates, format_cost, usage_cost
 from billing.services import usage_price
+from gateway.models import ProviderKey
 from gateway.services import provider_key_add
 from tests.gateway_fixtures import gateway, mock_route, world  # noqa: F401
 from tests.mocks.fixtures import mock_upstream  # noqa: F401
 from tests.mocks.responses_upstream import DEFAULT_SUMMARY, DEFAULT_TEXT, Scenario, responses_upstream  # noqa: F401
 from tests.mocks.upstream import Scenario as ChatScenario
+from tests.test_admin import provider_form, staff  # noqa: F401
 from tests.test_gateway_streams import usage_event
 
 PNG = "data:image/png;base64,iVBORw0KGgo="
@@ -376,3 +379,11 @@ def test_a_failed_response_before_content_fails_over(client, gateway, world, res
         assert raw.headers["x-omixa-attempts"] == f"{first.id}:server,{second.id}:ok"
         chunks = list(raw.parse())
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_operators_choose_the_responses_type_and_retention_in_the_admin(staff, catalog):
+    codex = Model.objects.get(slug="codex-mini")
+    form = provider_form(codex, endpoint_type="azure_openai_v1_responses", store="on")
+    assert staff.post(reverse("admin:gateway_providerkey_add"), form, follow=True).status_code == 200
+    key = ProviderKey.objects.get()
+    assert key.endpoint_type == "azure_openai_v1_responses" and key.store is True
