@@ -244,6 +244,7 @@ def invoices(request: HttpRequest, member: Membership) -> HttpResponse:
 @workspace_page("invoices.view")
 def invoice_detail(request: HttpRequest, member: Membership, invoice_id: int) -> HttpResponse:
     invoice = get_object_or_404(Invoice, pk=invoice_id, workspace=member.workspace)
+    lines = selectors.invoice_lines(invoice)
     return _page(
         request,
         "console/invoice_detail.html",
@@ -251,7 +252,8 @@ def invoice_detail(request: HttpRequest, member: Membership, invoice_id: int) ->
         "invoices",
         invoice=invoice,
         label=invoice_label(invoice),
-        lines=selectors.invoice_lines(invoice),
+        lines=lines,
+        has_late=any(line.is_late for line in lines),
     )
 
 
