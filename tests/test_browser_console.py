@@ -160,7 +160,9 @@ def invoices_world(gateway):
     """January finalized by the roll-up service, then late January usage on February's draft."""
     catalog_load()
     workspace = workspace_create(name="Acme")
-    _person("fatima", workspace, Membership.Role.FINANCE)
+    fatima = _person("fatima", workspace, Membership.Role.FINANCE)
+    beta = workspace_create(name="Beta")
+    Membership.objects.create(user=fatima, workspace=beta, role=Membership.Role.DEVELOPER)
     for at, tokens in ((JAN + timedelta(days=3), 1_000_000), (JAN + timedelta(days=20), 400_000)):
         event = make_event(workspace, at=at, input_tokens=tokens, output_tokens=tokens // 10)
         usage_price(request_ids=[event.request_id])
@@ -178,7 +180,19 @@ def test_finance_opens_an_invoice_with_a_late_line_and_downloads_its_csv(gateway
     january, expected_csv, line_count = invoices_world
     base = gateway.url
     _sign_in(page, base, "fatima")
+    # In two workspaces: a chooser first, then a switcher in the header.
+    assert page.url == base + "/"
+    screenshot(page, "console-choose-workspace")
+    page.get_by_role("link", name="Acme").click()
     assert page.get_by_role("link", name="API keys").count() == 0  # finance has no keys page
+    page.goto(base + "/w/acme/keys/")
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    screenshot(page, "console-403")
+    page.get_by_label("Workspace").select_option("beta")  # switches on change (a small script)
+    page.wait_for_url(base + "/w/beta/")
+    assert page.get_by_role("link", name="Invoices").count() == 0  # a developer there
+    page.get_by_label("Workspace").select_option("acme")
+    page.wait_for_url(base + "/w/acme/")
     page.get_by_role("link", name="Invoices").click()
     assert page.locator("tbody tr").count() == 2
     screenshot(page, "console-invoices")
