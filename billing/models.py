@@ -168,7 +168,9 @@ class LedgerEntry(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     currency = models.CharField(max_length=3, default="USD")
     amount = models.DecimalField(**AMOUNT)
-    price_card = models.ForeignKey(PriceCard, on_delete=models.PROTECT, null=True, blank=True)
+    # Not indexed: cards are never deleted (the admin refuses), so nothing looks entries up by card,
+    # and every priced event would pay for the index.
+    price_card = models.ForeignKey(PriceCard, on_delete=models.PROTECT, null=True, blank=True, db_index=False)
     input_tokens = models.PositiveBigIntegerField(default=0)
     cached_input_tokens = models.PositiveBigIntegerField(default=0)
     cache_write_tokens = models.PositiveBigIntegerField(default=0)

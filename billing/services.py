@@ -73,6 +73,7 @@ class PricingResult:
     claimed: int = 0
     priced: int = 0
     unpriced: int = 0
+    through: datetime | None = None  # the latest request time in the batch (where the next one starts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,11 +191,18 @@ def _parse_request_ids(request_ids: Iterable[str | uuid.UUID]) -> list[uuid.UUID
     return parsed
 
 
-def usage_price(*, request_ids: Iterable[str | uuid.UUID] | None = None, limit: int = BATCH_SIZE) -> PricingResult:
+def usage_price(
+    *,
+    request_ids: Iterable[str | uuid.UUID] | None = None,
+    limit: int = BATCH_SIZE,
+    since: datetime | None = None,
+) -> PricingResult:
     """Price one batch of pending usage events into ledger entries, in one transaction.
 
     With `request_ids`, the batch is those of them still pending (at most `limit`); without, the
-    oldest pending events by request time. Events another worker holds are skipped, not waited for.
+    oldest pending events by request time (from `since` on, when given: a drain's cursor, so that
+    each batch starts where the last one ended instead of stepping again over the index entries of
+    the rows already priced). Events another worker holds are skipped, not waited for.
     An event whose model or price card (for its tier, else for all tiers, in the workspace's
     currency, in effect at its `created_at`) is missing is marked `unpriced`: no entry, no zero.
 
@@ -209,15 +217,17 @@ def usage_price(*, request_ids: Iterable[str | uuid.UUID] | None = None, limit: 
         if not ids:
             return PricingResult()
     price_batch = _price_batch_sql if connection.vendor == "postgresql" else _price_batch_python
-    result = price_batch(ids=ids, limit=limit)
+    result = price_batch(ids=ids, limit=limit, since=since)
     if result.unpriced:
         logger.warning("pricing: %d usage events have no model or price card; marked unpriced", result.unpriced)
     return result
 
 
-def _price_batch_python(*, ids: list[uuid.UUID] | None, limit: int) -> PricingResult:
+def _price_batch_python(*, ids: list[uuid.UUID] | None, limit: int, since: datetime | None) -> PricingResult:
     """The portable path (SQLite): claim with one query, read the cards with one, bulk insert, one update."""
     pending = UsageEvent.objects.filter(pricing_state=PENDING)
+    if since is not None:
+        pending = pending.filter(created_at__gte=since)
     if ids is not None:
         pending = pending.filter(request_id__in=ids)
     else:
@@ -251,7 +261,8 @@ def _price_batch_python(*, ids: list[uuid.UUID] | None, limit: int) -> PricingRe
             stored = LedgerEntry.objects.filter(usage_event_id__in=priced_ids).count()
             if stored != len(priced_ids):
                 raise RuntimeError(f"pricing: {len(priced_ids) - stored} of {len(priced_ids)} ledger entries missing")
-    return PricingResult(claimed=len(events), priced=len(priced_ids), unpriced=len(unpriced_ids))
+    through = max(event["created_at"] for event in events)
+    return PricingResult(claimed=len(events), priced=len(priced_ids), unpriced=len(unpriced_ids), through=through)
 
 
 # One statement prices a batch on PostgreSQL: it claims pending events (row locks that skip rows
@@ -266,7 +277,7 @@ WITH batch AS (
     SELECT u.id, u.workspace_id, u.model_slug, u.service_tier, u.created_at,
            u.input_tokens, u.cached_input_tokens, u.cache_write_tokens, u.output_tokens
     FROM billing_usageevent u
-    WHERE u.pricing_state = 'pending' {ids_filter}
+    WHERE u.pricing_state = 'pending' {filters}
     ORDER BY u.created_at
     LIMIT %(limit)s
     FOR UPDATE OF u SKIP LOCKED
@@ -308,23 +319,32 @@ marked AS (
     SET pricing_state = CASE WHEN r.card_id IS NULL THEN 'unpriced' ELSE 'priced' END
     FROM rated r
     WHERE u.id = r.id
-    RETURNING r.card_id IS NOT NULL AS priced
+    RETURNING r.card_id IS NOT NULL AS priced, r.created_at
 )
-SELECT count(*), count(*) FILTER (WHERE priced), (SELECT count(*) FROM inserted) FROM marked
+SELECT count(*), count(*) FILTER (WHERE priced), (SELECT count(*) FROM inserted), max(created_at) FROM marked
 """
 
 
-def _price_batch_sql(*, ids: list[uuid.UUID] | None, limit: int) -> PricingResult:
+def _price_batch_sql(*, ids: list[uuid.UUID] | None, limit: int, since: datetime | None) -> PricingResult:
     """The PostgreSQL path: one statement per batch, nothing per row in Python (see `_PRICE_SQL`)."""
-    sql = _PRICE_SQL.format(ids_filter="AND u.request_id = ANY(%(ids)s)" if ids is not None else "")
-    with transaction.atomic():
+    filters = []
+    if ids is not None:
+        filters.append("AND u.request_id = ANY(%(ids)s)")
+    if since is not None:
+        filters.append("AND u.created_at >= %(since)s")
+    sql = _PRICE_SQL.format(filters=" ".join(filters))
+    with transaction.atomic(), connection.cursor() as cursor:
+        # A batch's commit need not wait for the disk: if the server crashed right after, the whole
+        # batch (entries and states together) would be lost and its events simply priced again.
+        # WAL is flushed in order, so a finalization (a normal, durable commit) makes every batch
+        # committed before it durable too.
+        cursor.execute("SET LOCAL synchronous_commit TO OFF")
         now = _ledger_clock(exclusive=False)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, {"limit": limit, "now": now, "ids": ids})
-            claimed, priced, inserted = cursor.fetchone()
+        cursor.execute(sql, {"limit": limit, "now": now, "ids": ids, "since": since})
+        claimed, priced, inserted, through = cursor.fetchone()
     if inserted != priced:  # an entry already existed: the one-to-one key kept it single
         logger.warning("pricing: %d of %d events already had their ledger entry", priced - inserted, priced)
-    return PricingResult(claimed=claimed, priced=priced, unpriced=claimed - priced)
+    return PricingResult(claimed=claimed, priced=priced, unpriced=claimed - priced, through=through)
 
 
 def _set_states(*, priced_ids: list[int], unpriced_ids: list[int]) -> None:
@@ -344,14 +364,19 @@ def usage_price_pending(*, batch_size: int = BATCH_SIZE, max_batches: int | None
     if max_batches is not None and max_batches <= 0:
         raise ValueError(f"max_batches must be positive, got {max_batches}")
     totals = {"priced": 0, "unpriced": 0, "batches": 0, "more": False}
+    since = None
     while max_batches is None or totals["batches"] < max_batches:
-        result = usage_price(limit=batch_size)
+        result = usage_price(limit=batch_size, since=since)
         if result.claimed:
             totals["batches"] += 1
         totals["priced"] += result.priced
         totals["unpriced"] += result.unpriced
         if result.claimed < batch_size:
-            return totals
+            if since is None:
+                return totals
+            since = None  # one more pass from the oldest: events recorded late, behind the cursor
+            continue
+        since = result.through
     totals["more"] = True
     return totals
 

@@ -1,0 +1,313 @@
+"""``python -m bench.billing``: price 1,000,000 pending usage events and roll up their month, on PostgreSQL.
+
+Needs ``DATABASE_URL`` pointing at a PostgreSQL server (any database on it: the benchmark only uses
+it to create its own scratch database, ``omixa_bench_billing`` by default, which it drops at the end
+unless ``--keep``). It migrates the scratch database, loads the catalog (plus a priority-tier card
+for codex-mini, so the tier lookup and its fallback both run), creates workspaces and generates the
+pending events in PostgreSQL itself (``INSERT ... SELECT FROM generate_series``: a month of requests
+over five models, three tiers, one event in 200 on an unknown model).
+
+Then it measures, in this one process:
+
+1. pricing: ``billing.services.usage_price_pending`` (what the Celery sweep calls) in batches of
+   ``BATCH_SIZE``; first 10% of the events, then the rest; events/s and this process's RSS after
+   each step (memory must not grow with the count: nothing holds rows in Python);
+2. the roll-up of the month (``invoice_roll_up``, what the beat task calls) at 10% and at 100% of
+   the ledger: a draft roll-up, then the finalization; seconds and RSS;
+3. ``reconcile`` of the month (must find no mismatch) and checks: every event priced or unpriced,
+   one ledger entry per priced event, the invoices' total equal to the ledger's rounded lines.
+
+Prints a markdown table and one JSON line; exit status 1 if a check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+TARGET_EVENTS_PER_S = 20_000
+TARGET_ROLLUP_S = 10.0
+WORKSPACES = 200
+
+# Tokens vary per event but deterministically (g is the series number): the run is repeatable.
+_GENERATE_SQL = """
+INSERT INTO billing_usageevent (
+    request_id, client_request_id, created_at, recorded_at, workspace_id, api_key_id, model_slug, route_id,
+    route_name, provider, endpoint_type, stream, outcome, http_status, service_tier, input_tokens,
+    cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, estimated, attempts, latency_ms,
+    first_byte_ms, error_code, pricing_state
+)
+SELECT gen_random_uuid(), '', %(start)s + (g * %(step_us)s) * interval '1 microsecond', now(),
+       (%(workspaces)s)[(1 + (g / 7) %% cardinality(%(workspaces)s))::int], NULL,
+       CASE WHEN g %% 200 = 0 THEN 'retired-model'
+            ELSE (ARRAY['codex-mini', 'gpt-4.1-mini', 'gemini-2.5-flash', 'gemini-2.5-pro',
+                        'claude-sonnet-4-5'])[(1 + g %% 5)::int] END,
+       NULL, 'bench', 'openai', 'openai_chat', g %% 3 = 0, 'completed', 200,
+       (ARRAY['', 'priority', 'default'])[(1 + g %% 3)::int],
+       100 + (g * 7919) %% 20000, (g * 104729) %% 4000, CASE WHEN g %% 7 = 0 THEN 512 ELSE 0 END,
+       (g * 1299709) %% 3000, (g * 15485863) %% 500 * ((g * 1299709) %% 3000 >= 500)::int,
+       false, '[]'::jsonb, 100, NULL, '', 'pending'
+FROM generate_series(1::bigint, %(count)s::bigint) AS g
+"""
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS) of this process in MB."""
+    current = 0.0
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                current = int(line.split()[1]) / 1024
+    return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _scratch_url(base: str, name: str) -> tuple[str, str]:
+    """The scratch database's URL, and the server's maintenance database URL (to create/drop it)."""
+    parts = urlsplit(base)
+    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
+        raise SystemExit("bench.billing needs DATABASE_URL=postgres://... (the benchmark is about PostgreSQL)")
+    return urlunsplit(parts._replace(path=f"/{name}")), urlunsplit(parts._replace(path="/postgres"))
+
+
+def _recreate(admin_url: str, name: str, *, drop_only: bool = False) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if not drop_only:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _setup_django(url: str) -> None:
+    from cryptography.fernet import Fernet
+
+    os.environ.update(
+        {
+            "DATABASE_URL": url,
+            "DJANGO_SETTINGS_MODULE": "omixa.settings",
+            "OMIXA_DEBUG": "0",  # DEBUG would keep every query in memory
+            "OMIXA_SECRET_KEY": os.environ.get("OMIXA_SECRET_KEY") or os.urandom(32).hex(),
+            "OMIXA_ENCRYPTION_KEY": os.environ.get("OMIXA_ENCRYPTION_KEY") or Fernet.generate_key().decode(),
+            "OMIXA_LOG_LEVEL": "WARNING",
+        }
+    )
+    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
+        os.environ.pop(name, None)
+    import logging
+
+    import django
+
+    django.setup()
+    logging.getLogger("billing").setLevel(logging.ERROR)  # one "marked unpriced" warning per batch otherwise
+
+
+def _prepare(count: int, period: datetime) -> float:
+    from decimal import Decimal
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    from billing.models import Model, PriceCard
+    from workspaces.models import Workspace
+
+    call_command("migrate", verbosity=0)
+    call_command("load_catalog", stdout=open(os.devnull, "w"))
+    PriceCard.objects.create(
+        model=Model.objects.get(slug="codex-mini"),
+        service_tier="priority",
+        input_per_1m=Decimal("3.00"),
+        cached_input_per_1m=Decimal("0.75"),
+        output_per_1m=Decimal("12.00"),
+        effective_from=period - timedelta(days=1),
+    )
+    Workspace.objects.bulk_create(Workspace(name=f"Bench {i}", slug=f"bench-{i}") for i in range(WORKSPACES))
+    workspaces = list(Workspace.objects.values_list("id", flat=True))
+    step_us = int((timedelta(days=28).total_seconds() * 1_000_000) // count)
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(_GENERATE_SQL, {"start": period, "step_us": step_us, "workspaces": workspaces, "count": count})
+        cursor.execute("ANALYZE billing_usageevent")
+    return time.perf_counter() - started
+
+
+def _drain(batch_size: int, max_batches: int | None) -> dict:
+    """One pricing worker: the sweep's own drain loop, on its own connection."""
+    from django.db import connections
+
+    from billing.services import usage_price_pending
+
+    try:
+        return usage_price_pending(batch_size=batch_size, max_batches=max_batches)
+    finally:
+        connections.close_all()
+
+
+def _price(limit_events: int | None, batch_size: int, workers: int) -> tuple[int, int, float, float]:
+    """Price (up to `limit_events`) pending events with `workers` processes side by side, as Celery's
+    worker processes would (rows are claimed with SKIP LOCKED, so they never take the same batch).
+    Returns priced, unpriced, seconds and the peak RSS (MB) of a pricing process."""
+    max_batches = None if limit_events is None else max(1, limit_events // batch_size // workers)
+    if workers == 1:
+        started = time.perf_counter()
+        totals = [_drain(batch_size, max_batches)]
+        elapsed = time.perf_counter() - started
+        peak = _rss_mb()[1]
+    else:
+        from django.db import connections
+
+        connections.close_all()  # never share a connection with the forked workers
+        pool = multiprocessing.get_context("fork").Pool(workers)
+        started = time.perf_counter()
+        totals = pool.starmap(_drain, [(batch_size, max_batches)] * workers)
+        elapsed = time.perf_counter() - started
+        pool.close()
+        pool.join()
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return sum(t["priced"] for t in totals), sum(t["unpriced"] for t in totals), elapsed, peak
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--database", default="omixa_bench_billing", help="scratch database name (recreated)")
+    parser.add_argument("--keep", action="store_true", help="leave the scratch database for inspection")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: billing.services.BATCH_SIZE")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="pricing processes side by side (default 2: one per core, as Celery)"
+    )
+    args = parser.parse_args(argv)
+    url, admin_url = _scratch_url(os.environ.get("DATABASE_URL", ""), args.database)
+    _recreate(admin_url, args.database)
+    try:
+        return _run(args, url)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        if not args.keep:
+            _recreate(admin_url, args.database, drop_only=True)
+
+
+def _run(args: argparse.Namespace, url: str) -> int:
+    _setup_django(url)
+    from django.db import connection
+    from django.db.models import Count, Sum
+
+    from billing.models import Invoice, InvoiceLine, LedgerEntry, UsageEvent
+    from billing.reconcile import reconcile_period
+    from billing.services import BATCH_SIZE, INVOICE_GRACE, invoice_roll_up, month_after
+
+    batch_size = args.batch_size or BATCH_SIZE
+    now = datetime.now(UTC)
+    period = datetime(now.year - (now.month <= 2), (now.month - 3) % 12 + 1, 1, tzinfo=UTC)  # two months ago
+    generate_s = _prepare(args.events, period)
+    rows: list[dict] = []
+    checks: dict[str, bool] = {}
+
+    tenth = max(batch_size, args.events // 10)
+    priced_a, unpriced_a, seconds_a, worker_rss_a = _price(tenth, batch_size, args.workers)
+    rss_a = _rss_mb()
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE billing_ledgerentry")
+    started = time.perf_counter()
+    invoice_roll_up(period=period, now=month_after(period) + timedelta(hours=1))
+    rollup_a = time.perf_counter() - started
+    rows.append(
+        {
+            "events": priced_a + unpriced_a,
+            "pricing_s": seconds_a,
+            "events_per_s": (priced_a + unpriced_a) / seconds_a,
+            "rollup_s": rollup_a,
+            "rss_mb": rss_a[0],
+            "peak_rss_mb": rss_a[1],
+            "worker_peak_rss_mb": worker_rss_a,
+        }
+    )
+
+    priced_b, unpriced_b, seconds_b, worker_rss_b = _price(None, batch_size, args.workers)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE billing_ledgerentry")
+    started = time.perf_counter()
+    invoice_roll_up(period=period, now=month_after(period) + timedelta(hours=1))
+    rollup_b = time.perf_counter() - started
+    started = time.perf_counter()
+    invoice_roll_up(period=period, finalize=True, now=month_after(period) + INVOICE_GRACE)
+    finalize_b = time.perf_counter() - started
+    started = time.perf_counter()
+    report = reconcile_period(period)
+    reconcile_s = time.perf_counter() - started
+    rss_c = _rss_mb()
+    total_events = priced_a + unpriced_a + priced_b + unpriced_b
+    total_s = seconds_a + seconds_b
+    rows.append(
+        {
+            "events": total_events,
+            "pricing_s": total_s,
+            "events_per_s": total_events / total_s,
+            "rollup_s": rollup_b,
+            "rss_mb": rss_c[0],
+            "peak_rss_mb": rss_c[1],
+            "worker_peak_rss_mb": worker_rss_b,
+        }
+    )
+
+    ledger = LedgerEntry.objects.aggregate(n=Count("id"), events=Count("usage_event", distinct=True))
+    states = dict(UsageEvent.objects.values_list("pricing_state").annotate(n=Count("id")).order_by())
+    checks["every event priced or unpriced"] = states.get("pending", 0) == 0 and sum(states.values()) == args.events
+    checks["one ledger entry per priced event"] = ledger["n"] == ledger["events"] == states.get("priced", 0)
+    checks["unknown model flagged unpriced"] = states.get("unpriced", 0) == args.events // 200
+    checks["invoices finalized"] = not Invoice.objects.exclude(status=Invoice.Status.FINALIZED).exists()
+    invoice_total = Invoice.objects.aggregate(s=Sum("total"))["s"]
+    checks["invoice totals are their lines"] = invoice_total == InvoiceLine.objects.aggregate(s=Sum("amount"))["s"]
+    checks["reconcile finds no mismatch"] = report["mismatches"] == []
+
+    summary = {
+        "events": args.events,
+        "batch_size": batch_size,
+        "workers": args.workers,
+        "generate_s": round(generate_s, 1),
+        "pricing_events_per_s": round(total_events / total_s),
+        "pricing_s": round(total_s, 1),
+        "rollup_s_1m": round(rollup_b, 2),
+        "finalize_s_1m": round(finalize_b, 2),
+        "reconcile_s_1m": round(reconcile_s, 2),
+        "rss_mb": {f"{r['events']}": round(r["rss_mb"], 1) for r in rows},
+        "peak_rss_mb": {f"{r['events']}": round(r["peak_rss_mb"], 1) for r in rows},
+        "pricing_worker_peak_rss_mb": {f"{r['events']}": round(r["worker_peak_rss_mb"], 1) for r in rows},
+        "invoices": Invoice.objects.count(),
+        "invoice_total": str(invoice_total),
+        "checks": checks,
+        "targets_met": {
+            f"pricing >= {TARGET_EVENTS_PER_S}/s": total_events / total_s >= TARGET_EVENTS_PER_S,
+            f"roll-up < {TARGET_ROLLUP_S:g} s": max(rollup_b, finalize_b) < TARGET_ROLLUP_S,
+        },
+    }
+    print(
+        f"\nbilling benchmark on PostgreSQL: {args.events:,} events over {WORKSPACES} workspaces, "
+        f"{args.workers} pricing process(es), batches of {batch_size:,}; events generated in {generate_s:.1f} s\n"
+    )
+    print(
+        "| events priced | pricing s | events/s | month roll-up s | RSS MB | peak RSS MB | pricing worker peak RSS MB |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['events']:,} | {r['pricing_s']:.1f} | {r['events_per_s']:,.0f} | {r['rollup_s']:.2f} "
+            f"| {r['rss_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['worker_peak_rss_mb']:.0f} |"
+        )
+    print(f"\nfinalization of the month: {finalize_b:.2f} s; reconcile of the month: {reconcile_s:.2f} s")
+    for name, ok in {**checks, **summary["targets_met"]}.items():
+        print(f"- {'ok' if ok else 'FAILED'}: {name}")
+    print(json.dumps(summary))
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
