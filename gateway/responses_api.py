@@ -8,7 +8,8 @@ event sequence (gateway/responses_stream.py). Pure: no I/O, no ORM.
 
 Stateless: nothing is stored, so `previous_response_id` and `conversation` are a 400 saying so (send the
 whole conversation in `input`; earlier `output` items may be passed back as input items), and `store` is
-answered `false` (a Responses route still sends `store: false` upstream unless its operator turned retention on). Reasoning items passed back in `input` carry nothing a chat route can use and are skipped.
+answered `false` (a Responses route still sends `store: false` upstream unless its operator turned retention
+on). Reasoning items passed back in `input` carry nothing a chat route can use and are skipped.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ _STATEFUL = {
 }
 _CHAT_TO_RESPONSES = (
     ("max_completion_tokens", "max_output_tokens"),
+    ("show_thinking", "reasoning.summary"),
+    ("verbosity", "text.verbosity"),
     ("reasoning_effort", "reasoning.effort"),
     ("response_format.json_schema", "text.format"),
     ("response_format", "text.format"),
@@ -249,7 +252,8 @@ def _tool_choice(value: Any) -> Any:
     if isinstance(value, dict):
         if value.get("type") != "function" or "name" not in value:
             raise _reject(
-                "Invalid 'tool_choice': expected 'none', 'auto', 'required' or {\"type\": \"function\", \"name\": ...}.",
+                "Invalid 'tool_choice': expected 'none', 'auto', 'required' or "
+                '{"type": "function", "name": ...}.',
                 "tool_choice",
             )
         return {"type": "function", "function": {"name": value["name"]}}

@@ -231,6 +231,14 @@ def test_mock_refuses_chat_shaped_requests_as_the_service_does(responses_upstrea
         ({"input": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}, "input[0].content[0].type", ""),
         ({"input": "hi", "tools": TOOLS}, "tools[0].name", "Missing required parameter"),
         ({"input": "hi", "temperature": 0.2}, "temperature", "not supported with this model"),
+        (
+            {
+                "input": "hi",
+                "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": True}],
+            },
+            "tools[0].parameters",
+            "'additionalProperties' is required",
+        ),
     ]
     for extra, param, words in cases:
         answer = httpx.post(url, headers=headers, json={"model": "codex-mini", **extra}, timeout=10)

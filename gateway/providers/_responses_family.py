@@ -12,11 +12,11 @@ Translate in (chat → Responses):
   `tool_calls` → `function_call{call_id, name, arguments}` items; `tool` messages → `function_call_output`
   with the same `call_id`;
 - `tools` flattened to `{"type": "function", name, description, parameters, strict}` (`strict` always sent:
-  the Responses API enforces strict schemas when it is left out, chat does not); `tool_choice` named form
-  `{"type": "function", "name"}`; `max_tokens`/`max_completion_tokens` → `max_output_tokens` (the API's
-  minimum is 16: below it is a 400 naming the client's field); `reasoning_effort` → `reasoning.effort` and
-  `show_thinking` → `reasoning.summary: "auto"` (reasoning routes); `response_format` → `text.format`
-  (json_schema flattened), `verbosity` → `text.verbosity`; `service_tier` only where the route supports
+  left out, the Responses API normalizes a schema into strict mode when it can; chat's default is non-strict);
+  `tool_choice` named form `{"type": "function", "name"}`; `max_tokens`/`max_completion_tokens` →
+  `max_output_tokens` (the API's minimum is 16: below it is a 400 naming the client's field);
+  `reasoning_effort` → `reasoning.effort` and `show_thinking` → `reasoning.summary: "auto"` (reasoning routes);
+  `response_format` → `text.format` (json_schema flattened), `verbosity` → `text.verbosity`; `service_tier` only where the route supports
   priority; `store` is false unless the operator turned retention on for the route (and the client did not
   say false);
 - fields the Responses API does not have (`stop`, `seed`, `logprobs`, `logit_bias`, `n` > 1, audio, ...)

@@ -14,7 +14,7 @@ types, and published observations of the live endpoint's validation. It answers 
   chat-shaped tools (`{"type":"function","function":{...}}`) and tool choice, `max_output_tokens` below 16,
   `temperature`/`top_p` and penalties on reasoning deployments, `reasoning` on other deployments, unknown
   efforts/summaries, a `function_call_output` whose `call_id` no `function_call` in the input carries, strict
-  tool schemas that are not strict-compatible (`strict` defaults to true here, unlike chat), json_object
+  tool schemas that are not strict-compatible under `strict: true`, json_object
   without the word "json" in the input, `previous_response_id` (nothing is stored), unknown deployments (404);
 - it answers with the `response` object (reasoning item, message with `output_text`, `function_call` items,
   `status`/`incomplete_details`, usage with cached and reasoning details) and streams the real event sequence
@@ -328,7 +328,10 @@ def _strict_compatible(schema: Any) -> str | None:
         props = schema.get("properties") or {}
         missing = [k for k in props if k not in (schema.get("required") or [])]
         if missing:
-            return f"'required' is required to be supplied and to be an array including every key in properties. Missing '{missing[0]}'."
+            return (
+                "'required' is required to be supplied and to be an array including every key in properties. "
+                f"Missing '{missing[0]}'."
+            )
         for sub in props.values():
             why = _strict_compatible(sub)
             if why:
@@ -352,8 +355,9 @@ def _check_tools(tools: Any) -> None:
         if "name" not in tool:
             raise _missing(f"{path}.name")
         _check_members(tool, path, ("type", "name", "description", "parameters", "strict"))
-        strict = tool.get("strict", True)  # the Responses API's default; chat's is false
-        if strict is not False:
+        # Omitted, the service normalizes a schema into strict mode when it can and falls back to best effort
+        # when it cannot (OpenAI's function-calling guide); only an explicit true refuses an incompatible one.
+        if tool.get("strict") is True:
             why = _strict_compatible(tool.get("parameters"))
             if why:
                 raise Invalid(
