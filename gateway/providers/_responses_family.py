@@ -16,9 +16,9 @@ Translate in (chat → Responses):
   `tool_choice` named form `{"type": "function", "name"}`; `max_tokens`/`max_completion_tokens` →
   `max_output_tokens` (the API's minimum is 16: below it is a 400 naming the client's field);
   `reasoning_effort` → `reasoning.effort` and `show_thinking` → `reasoning.summary: "auto"` (reasoning routes);
-  `response_format` → `text.format` (json_schema flattened), `verbosity` → `text.verbosity`; `service_tier` only where the route supports
-  priority; `store` is false unless the operator turned retention on for the route (and the client did not
-  say false);
+  `response_format` → `text.format` (json_schema flattened), `verbosity` → `text.verbosity`; `service_tier`
+  only where the route supports priority; `store` is false unless the operator turned retention on for the
+  route (and the client did not say false);
 - fields the Responses API does not have (`stop`, `seed`, `logprobs`, `logit_bias`, `n` > 1, audio, ...)
   are a 400 naming them (RequestRejected: the pipeline may still serve the request on a chat route).
 
