@@ -67,16 +67,17 @@ def reconcile_period(period: datetime) -> dict[str, Any]:
     invoices = {(i.workspace_id, i.currency): i for i in Invoice.objects.filter(period_start=start)}
     own_invoice = Invoice.objects.filter(
         workspace=OuterRef("workspace"), currency=OuterRef("currency"), period_start=start
-    )
+    ).order_by()
     of_period = LedgerEntry.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
 
     expected: dict[Key, dict[str, Any]] = {}
     _add(expected, _grouped(of_period), late=False)
     # Written after this period's invoice was finalized: late usage, on a later invoice.
-    carried = (
-        of_period.filter(posted_after_period=True)
-        .annotate(cutoff=Subquery(own_invoice.values("finalized_at")[:1]))
-        .filter(cutoff__isnull=False, created_at__gte=F("cutoff"))
+    carried = of_period.filter(  # a join with the period's invoices (one per pair), not a subquery per row
+        posted_after_period=True,
+        workspace__invoices__period_start=start,
+        workspace__invoices__currency=F("currency"),
+        workspace__invoices__finalized_at__lte=F("created_at"),
     )
     carried_rows = _grouped(carried)
     _add(expected, carried_rows, late=False, sign=-1)
