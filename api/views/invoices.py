@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import UTC, datetime
 
 from django.http import HttpResponse
@@ -17,53 +15,11 @@ from api.pagination import LatestPeriodFirst
 from api.views.base import WorkspaceView
 from billing.models import Invoice
 
+# One CSV for both surfaces: the API serves the very file the invoice page offers.
+from console.exports import HEADER as CSV_HEADER
+from console.exports import invoice_csv, invoice_filename
+
 TAG = ["Invoices"]
-CSV_HEADER = [
-    "invoice",
-    "period",
-    "status",
-    "description",
-    "model",
-    "late",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "amount",
-    "currency",
-]
-
-
-def invoice_label(invoice: Invoice) -> str:
-    return invoice.number or f"draft-{invoice.workspace.slug}-{invoice.period_start:%Y-%m}"
-
-
-def invoice_csv(invoice: Invoice) -> str:
-    """One row per line, then a Total row; amounts are the invoice's exact cents."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    label, period = invoice_label(invoice), f"{invoice.period_start:%Y-%m}"
-    sums = [0, 0, 0, 0]
-    for line in invoice.lines.order_by("is_late", "model_slug", "id"):
-        tokens = [line.input_tokens, line.cached_input_tokens, line.cache_write_tokens, line.output_tokens]
-        sums = [a + b for a, b in zip(sums, tokens, strict=True)]
-        late = "yes" if line.is_late else "no"
-        writer.writerow(
-            [
-                label,
-                period,
-                invoice.status,
-                line.description,
-                line.model_slug,
-                late,
-                *tokens,
-                line.amount,
-                line.currency,
-            ]
-        )
-    writer.writerow([label, period, invoice.status, "Total", "", "", *sums, invoice.total, invoice.currency])
-    return out.getvalue()
 
 
 class InvoiceView(WorkspaceView):
@@ -122,5 +78,5 @@ class InvoiceCsv(InvoiceView):
     def get(self, request, slug: str, invoice_id: int) -> HttpResponse:
         invoice = self.get_invoice()
         response = HttpResponse(invoice_csv(invoice), content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="invoice-{invoice_label(invoice)}.csv"'
+        response["Content-Disposition"] = f'attachment; filename="{invoice_filename(invoice)}"'
         return response
