@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from io import StringIO
 
 import pytest
@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from billing import services
 from billing.models import Invoice, InvoiceLine, LedgerEntry
 from billing.services import INVOICE_GRACE, BillingError, invoice_roll_up, round_line, usage_price, usage_price_pending
-from tests.test_billing_pricing import make_card, make_event, make_model
+from tests.test_billing_pricing import _RATES, _TOKENS, make_card, make_event, make_model
 from tests.test_billing_tasks import needs_postgres
 
 JAN = datetime(2026, 1, 1, tzinfo=UTC)
@@ -139,6 +139,66 @@ def test_line_amounts_and_totals_are_exact_for_any_entries(world, amounts):
         lines = {line.model_slug: line.amount for line in invoice.lines.all()}
         assert lines == {s: v.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP) for s, v in expected.items()}
         assert invoice.total == sum(lines.values())
+        transaction.savepoint_rollback(sid)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cards=st.lists(st.tuples(_RATES, _RATES, _RATES, st.none() | _RATES), min_size=2, max_size=2),
+    events=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=1), st.tuples(_TOKENS, _TOKENS, _TOKENS, _TOKENS)),
+        min_size=1,
+        max_size=20,
+    ),
+)
+def test_invoice_lines_are_the_rounded_exact_cost_of_random_usage_and_cards(world, cards, events):
+    with transaction.atomic():
+        sid = transaction.savepoint()
+        slugs = []
+        for i, (input_rate, cached, output, cache_write) in enumerate(cards):
+            model = make_model(f"prop-{i}")
+            make_card(
+                model,
+                at=JAN - timedelta(days=1),
+                input=input_rate,
+                cached=cached,
+                output=output,
+                cache_write=cache_write,
+            )
+            slugs.append(model.slug)
+        expected: dict[str, list] = {}
+        with localcontext() as exact:
+            exact.prec = 100
+            for n, (which, (uncached, cached_tokens, cache_write_tokens, output_tokens)) in enumerate(events):
+                make_event(
+                    world.workspace,
+                    model_slug=slugs[which],
+                    at=JAN + timedelta(hours=n),
+                    input_tokens=uncached,
+                    cached_input_tokens=cached_tokens,
+                    cache_write_tokens=cache_write_tokens,
+                    output_tokens=output_tokens,
+                )
+                input_rate, cached_rate, output_rate, cache_write_rate = cards[which]
+                cost = (
+                    uncached * input_rate
+                    + cached_tokens * cached_rate
+                    + cache_write_tokens * (input_rate if cache_write_rate is None else cache_write_rate)
+                    + output_tokens * output_rate
+                ) / Decimal(1_000_000)
+                sums = expected.setdefault(slugs[which], [Decimal(0), 0, 0])
+                sums[0] += cost
+                sums[1] += uncached
+                sums[2] += output_tokens
+        usage_price_pending()
+        invoice_roll_up(period=JAN, now=JAN + timedelta(days=20))
+        invoice = invoice_of(world.workspace, JAN)
+        lines = {line.model_slug: line for line in invoice.lines.all()}
+        assert set(lines) == set(expected)
+        for slug, (cost, uncached, output_tokens) in expected.items():
+            assert lines[slug].amount == cost.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+            assert (lines[slug].input_tokens, lines[slug].output_tokens) == (uncached, output_tokens)
+        assert invoice.total == sum(line.amount for line in lines.values())
         transaction.savepoint_rollback(sid)
 
 
