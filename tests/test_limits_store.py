@@ -363,3 +363,26 @@ def test_reset_durations_use_openais_format():
     assert limits._duration(1500) == "1.5s"
     assert limits._duration(360_000) == "6m0s"
     assert limits._duration(59_874) == "59.874s"
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "900.0"), ("7.5", "7.5"), ("0", "ImproperlyConfigured")])
+def test_reservation_ttl_is_read_from_the_environment(value, expected):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != "OMIXA_LIMITS_RESERVATION_TTL"}
+    env.update(DJANGO_SETTINGS_MODULE="omixa.settings", OMIXA_DEBUG="1")
+    if value is not None:
+        env["OMIXA_LIMITS_RESERVATION_TTL"] = value
+    probe = "from django.conf import settings; print(settings.OMIXA_LIMITS_RESERVATION_TTL)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert expected in (done.stdout if done.returncode == 0 else done.stderr)
