@@ -26,6 +26,7 @@ The hot path pays nothing when neither the key nor its workspace has a limit (`K
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -385,6 +386,9 @@ class Limiter:
 
     run_sync: Callable | None = None  # Runtime.db: runs a sync function in the database thread
 
+    def __init__(self) -> None:
+        self._seeding: dict[tuple[str, str], asyncio.Future] = {}
+
     async def admit(
         self, *, key: KeyEntry, model: ModelEntry, chat: ChatRequest, request_id: str, now: float
     ) -> Admission | None:
@@ -402,7 +406,7 @@ class Limiter:
             outcome = await self._admit(admission, ttl=ttl)
             if isinstance(outcome, Unseeded):
                 for index in outcome.indexes:
-                    await self._seed(scopes[index], await self._ledger(scopes[index]), ttl=ttl)
+                    await self._seed_once(scopes[index], ttl=ttl)
                 outcome = await self._admit(admission, ttl=ttl)
                 if isinstance(outcome, Unseeded):  # the period's keys vanished again at once
                     raise LimitsUnavailable
@@ -445,15 +449,27 @@ class Limiter:
         admission.scopes = ()
         return admission
 
-    async def _ledger(self, scope: Scope) -> int:
-        if self.run_sync is None:
-            return 0
-        try:
-            amount = await self.run_sync(ledger_spent, scope.label, scope.ident, scope.period_start, scope.period_end)
-        except Exception as exc:
-            logger.warning("limits: could not read the ledger to seed %s %s: %s", scope.name, scope.period, exc)
-            raise LimitsUnavailable from exc
-        return to_units(amount)
+    async def _seed_once(self, scope: Scope, *, ttl: float) -> None:
+        # Concurrent first requests of a period in this process share one ledger query.
+        seeding = self._seeding
+        task = seeding.get((scope.name, scope.period))
+        if task is None:
+            task = asyncio.ensure_future(self._seed_from_ledger(scope, ttl=ttl))
+            seeding[(scope.name, scope.period)] = task
+            task.add_done_callback(lambda _: seeding.pop((scope.name, scope.period), None))
+        await asyncio.shield(task)
+
+    async def _seed_from_ledger(self, scope: Scope, *, ttl: float) -> None:
+        amount = Decimal(0)
+        if self.run_sync is not None:
+            try:
+                amount = await self.run_sync(
+                    ledger_spent, scope.label, scope.ident, scope.period_start, scope.period_end
+                )
+            except Exception as exc:
+                logger.warning("limits: could not read the ledger to seed %s %s: %s", scope.name, scope.period, exc)
+                raise LimitsUnavailable from exc
+        await self._seed(scope, to_units(amount), ttl=ttl)
 
     async def _admit(self, admission: Admission, *, ttl: float) -> list[ScopeState] | Refusal | Unseeded:
         raise NotImplementedError
@@ -520,6 +536,7 @@ class MemoryLimiter(Limiter):
     """One process's limits (`REDIS_URL` unset): the same checks, under a lock, in dicts."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self._windows: dict[str, _Window] = {}
         self._budgets: dict[tuple[str, str], _Budget] = {}

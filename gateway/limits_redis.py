@@ -247,6 +247,7 @@ def _split(units: int) -> tuple[str, str]:
 
 class RedisLimiter(Limiter):
     def __init__(self, redis) -> None:
+        super().__init__()
         self.redis = redis  # redis.asyncio.Redis with short timeouts and no retries (runtime.py)
         self.prefix = f"{settings.OMIXA_REDIS_PREFIX}:lim"
         self._admit_script = redis.register_script(_ADMIT)

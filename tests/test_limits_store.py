@@ -335,6 +335,24 @@ def test_an_unseen_budget_period_is_seeded_once_from_the_ledger(backend):
     run(scenario())
 
 
+def test_concurrent_first_requests_of_a_period_share_one_ledger_query(backend):
+    calls = []
+
+    async def slow_ledger(fn, *args):
+        calls.append(args)
+        await asyncio.sleep(0.05)
+        return Decimal(0)
+
+    async def scenario():
+        limiter = backend()
+        limiter.run_sync = slow_ledger
+        entry = key(Limits(budget=Decimal(1), period="day"))
+        admitted = await asyncio.gather(*(admit(limiter, entry) for _ in range(8)))
+        assert len(admitted) == 8 and len(calls) == 1
+
+    run(scenario())
+
+
 def test_a_ledger_that_cannot_be_read_is_treated_as_the_store_being_down(backend):
     async def broken(*args):
         raise OSError("database unreachable")
