@@ -1,7 +1,7 @@
 """The management API under /api/v1/ (workspace-scoped) and its OpenAPI schema and reference pages."""
 
 from django.urls import include, path, register_converter
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from api.converters import IdConverter
 from api.views import invoices, keys, members, reports, workspaces
@@ -32,9 +32,4 @@ urlpatterns = [
     path("api/v1/workspaces/<slug:slug>/", include(workspace_urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
-    path(
-        "api/redoc/",
-        SpectacularRedocView.as_view(url_name="api:schema", template_name="api/redoc.html"),
-        name="redoc",
-    ),
 ]

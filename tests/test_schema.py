@@ -91,9 +91,9 @@ def test_money_is_a_decimal_string_in_the_schema(schema):
         assert field["type"] == "string" and field["format"] == "decimal", (name, prop, field)
 
 
-def test_the_reference_pages_use_only_assets_omixa_serves(db):
+def test_the_reference_page_uses_only_assets_omixa_serves(db):
     client = Client()
-    for page in ("/api/docs/", "/api/redoc/"):
+    for page in ("/api/docs/",):
         response = client.get(page)
         assert response.status_code == 200
         html = response.content.decode()
