@@ -51,7 +51,7 @@ def client(gateway, world):
 def priced_exactly(gateway, request_id: str, cost: str) -> UsageEvent:
     """The usage event's buckets priced by billing/pricing.py give the answer's `usage.cost`, and the ledger
     entry the billing worker writes for it holds the same amount."""
-    event = usage_event(gateway, request_id)
+    event = usage_event(gateway, request_id, timeout=20)  # a loaded machine may be slow to write it
     card = PriceCard.objects.get(model__slug="codex-mini", service_tier="")
     rates = Rates(card.input_per_1m, card.cached_input_per_1m, card.output_per_1m, card.cache_write_per_1m)
     expected = usage_cost(
