@@ -4,8 +4,9 @@ Needs ``DATABASE_URL`` pointing at a PostgreSQL server (any database on it: the 
 it to create its own scratch database, ``omixa_bench_billing`` by default, which it drops at the end
 unless ``--keep``). It migrates the scratch database, loads the catalog (plus a priority-tier card
 for codex-mini, so the tier lookup and its fallback both run), creates workspaces and generates the
-pending events in PostgreSQL itself (``INSERT ... SELECT FROM generate_series``: a month of requests
-over five models, three tiers, one event in 200 on an unknown model).
+pending events in PostgreSQL itself (``INSERT ... SELECT FROM generate_series``: 28 days of requests
+from the start of the current month, over five models, three tiers, one event in 200 on an unknown
+model).
 
 Then it measures, in this one process:
 
@@ -206,7 +207,9 @@ def _run(args: argparse.Namespace, url: str) -> int:
 
     batch_size = args.batch_size or BATCH_SIZE
     now = datetime.now(UTC)
-    period = datetime(now.year - (now.month <= 2), (now.month - 3) % 12 + 1, 1, tzinfo=UTC)  # two months ago
+    # The current month, as in steady state: events are priced within their month (so none is a
+    # late-usage candidate); the roll-up and finalization are then run "as of" after the month.
+    period = datetime(now.year, now.month, 1, tzinfo=UTC)
     generate_s = _prepare(args.events, period)
     rows: list[dict] = []
     checks: dict[str, bool] = {}

@@ -168,9 +168,12 @@ class LedgerEntry(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     currency = models.CharField(max_length=3, default="USD")
     amount = models.DecimalField(**AMOUNT)
-    # Not indexed: cards are never deleted (the admin refuses), so nothing looks entries up by card,
-    # and every priced event would pay for the index.
-    price_card = models.ForeignKey(PriceCard, on_delete=models.PROTECT, null=True, blank=True, db_index=False)
+    # A reference to history, not a dependency: the entry keeps the rates it applied, and cards are
+    # never deleted (the admin refuses; the ORM's PROTECT still guards a delete). Neither an index nor
+    # a database-level check: every priced event would pay for both (a trigger call per row).
+    price_card = models.ForeignKey(
+        PriceCard, on_delete=models.PROTECT, null=True, blank=True, db_index=False, db_constraint=False
+    )
     input_tokens = models.PositiveBigIntegerField(default=0)
     cached_input_tokens = models.PositiveBigIntegerField(default=0)
     cache_write_tokens = models.PositiveBigIntegerField(default=0)
@@ -187,6 +190,7 @@ class LedgerEntry(models.Model):
         blank=True,
         related_name="+",
         db_index=False,
+        db_constraint=False,  # empty on every priced event, yet each insert would run its check trigger
         help_text="Who issued an adjustment; empty for priced usage.",
     )
     posted_after_period = models.BooleanField(
