@@ -186,6 +186,16 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The reference page's sections, in a reader's order.
+    "TAGS": [
+        {"name": "Workspaces"},
+        {"name": "API keys"},
+        {"name": "Members"},
+        {"name": "Usage", "description": "Usage aggregates and each request's record."},
+        {"name": "Invoices"},
+        {"name": "Audit log"},
+        {"name": "Gateway (OpenAI-compatible)", "description": "Authenticated by an inference key (omx_live_…)."},
+    ],
     "PATH_CONVERTER_OVERRIDES": {
         "id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999},
         "slug": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"},
