@@ -278,7 +278,7 @@ WITH batch AS (
            u.input_tokens, u.cached_input_tokens, u.cache_write_tokens, u.output_tokens
     FROM billing_usageevent u
     WHERE u.pricing_state = 'pending' {filters}
-    ORDER BY u.created_at
+    {order}
     LIMIT %(limit)s
     FOR UPDATE OF u SKIP LOCKED
 ),
@@ -332,7 +332,9 @@ def _price_batch_sql(*, ids: list[uuid.UUID] | None, limit: int, since: datetime
         filters.append("AND u.request_id = ANY(%(ids)s)")
     if since is not None:
         filters.append("AND u.created_at >= %(since)s")
-    sql = _PRICE_SQL.format(filters=" ".join(filters))
+    # Given ids are found by their unique index; only a sweep walks the pending index in time order
+    # (ordering an id list would tempt the planner into that walk over the whole backlog).
+    sql = _PRICE_SQL.format(filters=" ".join(filters), order="" if ids is not None else "ORDER BY u.created_at")
     with transaction.atomic(), connection.cursor() as cursor:
         # A batch's commit need not wait for the disk: if the server crashed right after, the whole
         # batch (entries and states together) would be lost and its events simply priced again.
