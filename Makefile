@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 1
 
-.PHONY: install run serve test lint format bench clean
+.PHONY: install run serve test lint format bench bench-billing clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(COMPARE),--compare $(COMPARE),) $(BENCH_ARGS)
+
+# Pricing and roll-up of 1,000,000 usage events; needs DATABASE_URL=postgres://... (see bench/README.md).
+bench-billing: $(STAMP)
+	$(BIN)/python -m bench.billing $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
