@@ -29,6 +29,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, Subquery, Sum, Value, When
 from django.utils import timezone
 
+from audit.services import record as audit_record
 from billing.models import Invoice, InvoiceLine, LedgerEntry, PriceCard, UsageEvent
 from billing.pricing import Rates, usage_cost
 
@@ -615,6 +616,8 @@ def _reason(reason: str) -> str:
 def invoice_void(*, invoice: Invoice, reason: str, by: Any | None) -> Invoice:
     """Cancel a finalized invoice: it is no longer owed. Returns the invoice, now void.
 
+    `by` is who did it (a user; None for the system): stored on the invoice and in the audit log.
+
     Only a finalized invoice can be voided (a draft is still being built from the ledger and
     changes every roll-up). Nothing else changes: the number, the lines and the total stay as they
     were, for the record; the ledger entries it held stay in the ledger, on this (void) invoice, and
@@ -631,6 +634,13 @@ def invoice_void(*, invoice: Invoice, reason: str, by: Any | None) -> Invoice:
         locked.voided_at = timezone.now()
         locked.voided_by = by
         locked.save(update_fields=["status", "void_reason", "voided_at", "voided_by", "updated_at"])
+        audit_record(
+            by,
+            "invoice.void",
+            locked,
+            old={"status": Invoice.Status.FINALIZED},
+            new={"status": Invoice.Status.VOID, "void_reason": reason, "number": locked.number},
+        )
     logger.info("invoice %s voided: %s", locked, reason)
     return locked
 
@@ -643,7 +653,8 @@ def credit_issue(
     The credit is dated when it is issued, so it lands on the workspace's invoice for the current
     month (a draft: a month is finalized only after it ends), as its own line "Adjustment: <reason>",
     at the next roll-up. A finalized invoice is never changed. The credit is in the workspace's
-    currency unless another is given (then it goes on that currency's invoice).
+    currency unless another is given (then it goes on that currency's invoice). `by` is stored on
+    the entry and in the audit log.
     """
     try:
         value = Decimal(str(amount).strip()) if not isinstance(amount, Decimal) else amount
@@ -669,5 +680,6 @@ def credit_issue(
             memo=reason,
             created_by=by,
         )
+        audit_record(by, "credit.issue", entry, new={"amount": entry.amount, "currency": currency, "reason": reason})
     logger.info("credit of %s %s issued to workspace %s: %s", value, currency, workspace.pk, reason)
     return entry

@@ -286,3 +286,34 @@ def test_admin_actions_need_the_permissions(world, finalized_jan):
     )
     finalized_jan.refresh_from_db()
     assert finalized_jan.status == Invoice.Status.FINALIZED
+
+
+# --- who did it -----------------------------------------------------------------------------------
+
+
+def test_void_and_credit_write_audit_rows_in_their_transaction(world, finalized_jan):
+    from audit.models import AuditLog
+
+    invoice_void(invoice=finalized_jan, reason="duplicate", by=world.owner)
+    entry = credit_issue(workspace=world.workspace, amount="4.20", reason="goodwill", by=world.owner)
+    corrections = AuditLog.objects.filter(action__in=["invoice.void", "credit.issue"])
+    void_row, credit_row = corrections.order_by("id")
+    assert (void_row.action, void_row.actor_user, void_row.workspace, void_row.target_id) == (
+        "invoice.void",
+        world.owner,
+        world.workspace,
+        str(finalized_jan.pk),
+    )
+    assert void_row.old == {"status": "finalized"}
+    assert void_row.new == {"status": "void", "void_reason": "duplicate", "number": finalized_jan.number}
+    assert (credit_row.action, credit_row.actor_user, credit_row.workspace) == (
+        "credit.issue",
+        world.owner,
+        world.workspace,
+    )
+    assert credit_row.target_id == str(entry.pk)
+    assert credit_row.new == {"amount": "-4.20", "currency": "USD", "reason": "goodwill"}
+    # A refused correction leaves no row.
+    with pytest.raises(BillingError):
+        credit_issue(workspace=world.workspace, amount="0", reason="nothing", by=world.owner)
+    assert corrections.count() == 2
