@@ -1,17 +1,23 @@
-"""Billing writes: pricing usage events into the ledger.
+"""Billing writes: pricing usage events into the ledger, invoices, and corrections (void, credit).
 
-Pricing is set-based: a batch is claimed with one query, its price cards are read with one query,
-its ledger rows are written with one bulk insert and its events' states with one bulk update, all in
-one transaction. Exactly once is the database's job, not the caller's:
+Pricing is set-based. On PostgreSQL a batch is one SQL statement (`_PRICE_SQL`: claim, card lookup,
+ledger insert, state update); elsewhere (SQLite) a batch is claimed with one query, its price cards
+are read with one query, its ledger rows are written with one bulk insert and its events' states
+with one bulk update. Either way, one transaction. Exactly once is the database's job, not the
+caller's:
 
 - On PostgreSQL the batch is claimed with `SELECT ... FOR UPDATE SKIP LOCKED` on pending rows, so
   two workers running at the same moment take disjoint batches; a row a committed worker has just
   priced no longer matches `pricing_state = 'pending'` when the next one re-checks it.
 - On SQLite a transaction starts with `BEGIN IMMEDIATE` (settings), which serializes writers.
 - Either way the ledger's one-to-one key on `usage_event` is the backstop: the insert skips a row
-  that already has its entry (`ON CONFLICT DO NOTHING`), and the transaction then checks that every
-  event it marks priced has its entry, so "priced" always means "has exactly one ledger entry".
+  that already has its entry (`ON CONFLICT DO NOTHING`), so "priced" always means "has exactly one
+  ledger entry" (the Python path also counts the entries, since SQLite's INSERT OR IGNORE would hide
+  any other failed insert too).
 - A worker that dies mid-batch rolls its transaction back: its events stay pending for the next run.
+
+Corrections never edit: a void changes only a finalized invoice's status (with a reason), and a
+credit is a new ledger entry.
 """
 
 from __future__ import annotations
@@ -602,6 +608,7 @@ def invoice_roll_up(
 # --- corrections: void and credit (nothing is edited in place) ---------------------------------------
 
 _REASON_MAX = Invoice._meta.get_field("void_reason").max_length
+CREDIT_MAX = Decimal(10) ** 12  # far above any real credit, far below what the money columns hold
 
 
 def _reason(reason: str) -> str:
@@ -662,6 +669,8 @@ def credit_issue(
         raise BillingError(f"the amount must be a decimal number, got {amount!r}") from exc
     if not value.is_finite() or value <= 0:
         raise BillingError(f"a credit must be a positive amount, got {amount}")
+    if value >= CREDIT_MAX:
+        raise BillingError(f"a credit must be less than {CREDIT_MAX}, got {amount}")
     if value != value.quantize(CENT):
         raise BillingError(f"a credit is in whole cents, got {amount}")
     currency = (currency or workspace.currency).upper()

@@ -167,6 +167,7 @@ def test_credit_never_changes_a_finalized_invoice(world, finalized_jan):
         ("0.001", None, "r", "whole cents"),
         ("abc", None, "r", "decimal number"),
         ("NaN", None, "r", "positive"),
+        ("1e40", None, "r", "less than"),
         ("1.00", "US", "r", "3-letter"),
         ("1.00", None, " ", "reason"),
     ],
