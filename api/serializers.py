@@ -11,7 +11,7 @@ from rest_framework import serializers
 from audit.models import AuditLog
 from billing.models import Invoice, InvoiceLine, UsageEvent
 from billing.pricing import format_cost
-from workspaces.models import ApiKey, Membership
+from workspaces.models import ApiKey, Membership, Workspace
 from workspaces.services import ROTATION_MAX_GRACE
 
 
@@ -37,7 +37,23 @@ def cents() -> serializers.DecimalField:
 # --- workspaces -----------------------------------------------------------------------------------
 
 
-class WorkspaceSerializer(serializers.Serializer):
+class WorkspaceLimitsSerializer(serializers.Serializer):
+    """Limits shared by all the workspace's keys (each key may have its own too); null clears one."""
+
+    rpm_limit = serializers.IntegerField(min_value=1, max_value=2**31 - 1, allow_null=True, required=False)
+    tpm_limit = serializers.IntegerField(min_value=1, max_value=2**31 - 1, allow_null=True, required=False)
+    budget_amount = serializers.DecimalField(
+        max_digits=18, decimal_places=6, min_value=Decimal(0), allow_null=True, required=False, coerce_to_string=True
+    )
+    budget_period = serializers.ChoiceField(choices=Workspace.BudgetPeriod.choices, required=False)
+    limits_fail_mode = serializers.ChoiceField(
+        choices=Workspace.FailMode.choices,
+        required=False,
+        help_text="When the limits store (Redis) is unreachable: `open` admits requests, `closed` refuses them.",
+    )
+
+
+class WorkspaceSerializer(WorkspaceLimitsSerializer):
     slug = serializers.SlugField(read_only=True)
     name = serializers.CharField(read_only=True)
     currency = serializers.CharField(read_only=True)

@@ -18,12 +18,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models, transaction
 
 from audit.models import AuditLog
-from workspaces.models import ApiKey
+from workspaces.models import ApiKey, Workspace
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-
-    from workspaces.models import Workspace
 
     Actor = AbstractBaseUser | ApiKey | None
 
@@ -112,10 +110,12 @@ def record(
     None for the system). `workspace` defaults to the target's own; None means operator-global."""
     if not transaction.get_connection().in_atomic_block:
         raise AuditError(f"audit.record({action!r}) must run inside the change's transaction.atomic()")
-    if workspace is None and getattr(target, "workspace_id", None) is not None:
-        workspace_id = target.workspace_id
+    if workspace is not None:
+        workspace_id = workspace.pk
+    elif isinstance(target, Workspace):
+        workspace_id = target.pk
     else:
-        workspace_id = workspace.pk if workspace is not None else None
+        workspace_id = getattr(target, "workspace_id", None)
     return AuditLog.objects.create(
         workspace_id=workspace_id,
         action=action,

@@ -193,10 +193,39 @@ def test_session_writes_need_the_csrf_token(team):
 
 
 def test_the_workspace_list_shows_each_callers_own_workspaces_and_role(team):
-    assert call_as(team, "finance", "GET", "/api/v1/workspaces/").json() == [
-        {"slug": "acme", "name": "Acme", "currency": "USD", "role": "finance"}
-    ]
+    (only,) = call_as(team, "finance", "GET", "/api/v1/workspaces/").json()
+    assert (only["slug"], only["name"], only["currency"], only["role"]) == ("acme", "Acme", "USD", "finance")
+    assert (only["rpm_limit"], only["budget_amount"], only["limits_fail_mode"]) == (None, None, "open")
     assert [w["slug"] for w in call_as(team, "stranger", "GET", "/api/v1/workspaces/").json()] == ["elsewhere"]
     assert [w["role"] for w in call_as(team, "admin_key", "GET", "/api/v1/workspaces/").json()] == ["owner"]
     assert call_as(team, "anonymous", "GET", "/api/v1/workspaces/").status_code == 401
     assert call_as(team, "inference_key", "GET", "/api/v1/workspaces/").status_code == 403
+
+
+def test_owners_set_the_workspaces_own_limits_and_everyone_reads_them(team):
+    changed = call_as(
+        team,
+        "owner",
+        "PATCH",
+        team.url(""),
+        {"rpm_limit": 600, "budget_amount": "100", "budget_period": "month", "limits_fail_mode": "closed"},
+    )
+    assert changed.status_code == 200, changed.content
+    body = changed.json()
+    assert (body["rpm_limit"], body["budget_amount"], body["budget_period"], body["limits_fail_mode"]) == (
+        600,
+        "100.000000",
+        "month",
+        "closed",
+    )
+    assert call_as(team, "developer", "GET", team.url("")).json()["budget_amount"] == "100.000000"
+    bad = call_as(team, "owner", "PATCH", team.url(""), {"limits_fail_mode": "ajar"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "limits_fail_mode"
+    (row,) = AuditLog.objects.filter(action="workspace.update")
+    assert row.workspace == team.workspace and row.actor_user == team.users["owner"]
+    assert row.new == {
+        "rpm_limit": 600,
+        "budget_amount": "100.000000",
+        "budget_period": "month",
+        "limits_fail_mode": "closed",
+    }

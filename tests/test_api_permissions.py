@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from audit.models import AuditLog
 from billing.services import invoice_roll_up, usage_price
 from tests.api_fixtures import NOV, PRINCIPALS, call_as, team, usage_event  # noqa: F401
-from workspaces.models import ApiKey, Membership
+from workspaces.models import ApiKey, Membership, Workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -39,6 +39,7 @@ class Endpoint:
 
 ENDPOINTS = [
     Endpoint("workspace", "GET", "", frozenset(EVERY_ROLE)),
+    Endpoint("workspace.update", "PATCH", "", frozenset(OWNERS), 200, {"rpm_limit": 100, "budget_amount": "5"}),
     Endpoint("keys.list", "GET", "keys/", frozenset(KEY_MANAGERS)),
     Endpoint("keys.create", "POST", "keys/", frozenset(KEY_MANAGERS), 201, {"name": "new"}),
     Endpoint("keys.create_admin", "POST", "keys/", frozenset(OWNERS), 201, {"name": "new", "scope": "admin"}),
@@ -97,7 +98,8 @@ def expected_refusal(endpoint: Endpoint, who: str) -> int:
 def state(team) -> tuple:
     keys = list(ApiKey.objects.order_by("pk").values_list("pk", "name", "revoked_at", "rpm_limit"))
     members = list(Membership.objects.order_by("pk").values_list("pk", "role"))
-    return keys, members, AuditLog.objects.count()
+    limits = list(Workspace.objects.order_by("pk").values_list("pk", "rpm_limit", "budget_amount"))
+    return keys, members, limits, AuditLog.objects.count()
 
 
 @pytest.mark.parametrize("who", PRINCIPALS)

@@ -21,6 +21,8 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "members.manage": frozenset({Role.OWNER, Role.ADMIN}),
     # Making someone an owner, or changing or removing an owner, is for owners only.
     "members.manage_owners": frozenset({Role.OWNER}),
+    # The workspace's own rate limits and spend budget (shared by all its keys).
+    "workspace.manage": frozenset({Role.OWNER}),
     "usage.view": frozenset({Role.OWNER, Role.ADMIN, Role.DEVELOPER, Role.FINANCE}),
     "invoices.view": frozenset({Role.OWNER, Role.ADMIN, Role.FINANCE}),
     "audit.view": frozenset({Role.OWNER}),

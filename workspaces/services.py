@@ -64,6 +64,7 @@ API_KEY_AUDIT_FIELDS = (
     "budget_period",
 )
 API_KEY_LIMIT_FIELDS = ("rpm_limit", "tpm_limit", "budget_amount", "budget_period", "allowed_models", "expires_at")
+WORKSPACE_LIMIT_FIELDS = ("rpm_limit", "tpm_limit", "budget_amount", "budget_period", "limits_fail_mode")
 MEMBER_AUDIT_FIELDS = ("user", "role")
 ROTATION_MAX_GRACE = timedelta(days=7)
 
@@ -393,3 +394,33 @@ def member_remove(*, membership: Membership, acting_user: Actor = None) -> None:
             raise LastOwnerError("a workspace keeps at least one owner: make someone else owner first")
         audit.record(acting_user, "member.remove", row, audit.snapshot(row, MEMBER_AUDIT_FIELDS), None)
         row.delete()
+
+
+def workspace_set_limits(*, workspace: Workspace, acting_user: Actor = None, **changes: Any) -> Workspace:
+    """Change the limits shared by all of a workspace's keys (any of WORKSPACE_LIMIT_FIELDS; None clears)."""
+    unknown = set(changes) - set(WORKSPACE_LIMIT_FIELDS)
+    if unknown:
+        raise WorkspaceError(f"cannot change {', '.join(sorted(unknown))} of a workspace")
+    for name in ("budget_period", "limits_fail_mode"):
+        if name in changes and changes[name] is None:
+            changes.pop(name)
+    if changes.get("limits_fail_mode", Workspace.FailMode.OPEN) not in Workspace.FailMode.values:
+        raise WorkspaceError(f"unknown limits_fail_mode {changes['limits_fail_mode']!r}: use open or closed")
+    with transaction.atomic():
+        row = Workspace.objects.select_for_update().get(pk=workspace.pk)
+        merged = {name: changes.get(name, getattr(row, name)) for name in WORKSPACE_LIMIT_FIELDS}
+        _check_key_limits(
+            rpm_limit=merged["rpm_limit"],
+            tpm_limit=merged["tpm_limit"],
+            budget_amount=merged["budget_amount"],
+            budget_period=merged["budget_period"],
+        )
+        old = audit.snapshot(row, WORKSPACE_LIMIT_FIELDS)
+        for name, value in changes.items():
+            setattr(row, name, value)
+        new = audit.snapshot(row, WORKSPACE_LIMIT_FIELDS)
+        if old != new:
+            # save() so the config revision moves and the gateways pick the limits up.
+            row.save(update_fields=[*changes, "updated_at"])
+            audit.record(acting_user, "workspace.update", row, *audit.changed(old, new))
+    return row

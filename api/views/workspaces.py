@@ -9,15 +9,18 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from api import serializers as s
-from api.access import reachable_workspaces
+from api.access import WorkspaceAccess, reachable_workspaces
+from api.errors import from_workspace_error
 from api.pagination import NewestFirst
 from api.views.base import WorkspaceView
 from audit.models import AuditLog
+from workspaces.services import WorkspaceError, workspace_set_limits
 
 
 def _workspace(found) -> dict:
     ws = found.workspace
-    return {"slug": ws.slug, "name": ws.name, "currency": ws.currency, "role": found.role}
+    limits = s.WorkspaceLimitsSerializer(ws).data
+    return {"slug": ws.slug, "name": ws.name, "currency": ws.currency, "role": found.role, **limits}
 
 
 class WorkspaceList(GenericAPIView):
@@ -37,12 +40,30 @@ class WorkspaceList(GenericAPIView):
 
 
 class WorkspaceDetail(WorkspaceView):
-    capabilities = {"GET": None}
+    capabilities = {"GET": None, "PATCH": "workspace.manage"}
     serializer_class = s.WorkspaceSerializer
 
     @extend_schema(tags=["Workspaces"], operation_id="workspaces_retrieve", summary="A workspace and your role in it")
     def get(self, request, slug: str) -> Response:
         return Response(_workspace(self.workspace_access()))
+
+    @extend_schema(
+        tags=["Workspaces"],
+        operation_id="workspaces_update",
+        summary="Change the workspace's limits (owners)",
+        description="Rate limits and spend budget shared by all the workspace's keys; `null` clears one.",
+        request=s.WorkspaceLimitsSerializer,
+        responses={200: s.WorkspaceSerializer},
+    )
+    def patch(self, request, slug: str) -> Response:
+        body = s.WorkspaceLimitsSerializer(data=request.data, partial=True)
+        body.is_valid(raise_exception=True)
+        found = self.workspace_access()
+        try:
+            workspace = workspace_set_limits(workspace=found.workspace, acting_user=found.actor, **body.validated_data)
+        except WorkspaceError as exc:
+            raise from_workspace_error(exc) from exc
+        return Response(_workspace(WorkspaceAccess(workspace, found.role, found.actor)))
 
 
 class AuditList(WorkspaceView):
