@@ -198,8 +198,12 @@ def test_membership_changes_in_the_workspace_page_are_audited(staff, operator, w
         "api_keys-MIN_NUM_FORMS": "0",
         "api_keys-MAX_NUM_FORMS": "1000",
     }
+    form["budget_amount"] = "250"
     response = staff.post(reverse("admin:workspaces_workspace_change", args=[ws.pk]), form)
     assert response.status_code == 302, response.content.decode()[:3000]
+    (limits,) = rows(action="workspace.update", actor_user=operator)
+    assert (limits.old, limits.new) == ({"budget_amount": None}, {"budget_amount": "250.000000"})
+    assert limits.workspace == ws
     (changed,) = rows(action="member.role_change", actor_user=operator)
     assert (changed.old, changed.new, changed.target_label) == ({"role": "developer"}, {"role": "finance"}, "member")
     (added,) = rows(action="member.add", actor_user=operator)

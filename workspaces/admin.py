@@ -18,7 +18,13 @@ from django.utils.translation import ngettext
 
 from audit import services as audit
 from workspaces.models import ApiKey, Membership, Workspace
-from workspaces.services import API_KEY_AUDIT_FIELDS, MEMBER_AUDIT_FIELDS, api_key_issue, api_key_revoke
+from workspaces.services import (
+    API_KEY_AUDIT_FIELDS,
+    MEMBER_AUDIT_FIELDS,
+    WORKSPACE_LIMIT_FIELDS,
+    api_key_issue,
+    api_key_revoke,
+)
 
 # Inline, so that the one page that ever shows a secret lives next to the code that issues it.
 _KEY_CREATED_PAGE = """{% extends "admin/base_site.html" %}
@@ -61,6 +67,15 @@ class WorkspaceAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["created_at", "updated_at"]
     inlines = [MembershipInline, ApiKeyInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        stored = Workspace.objects.filter(pk=obj.pk).first() if change else None
+        before = audit.snapshot(stored, WORKSPACE_LIMIT_FIELDS) if stored is not None else None
+        super().save_model(request, obj, form, change)
+        if before is not None:
+            old, new = audit.changed(before, audit.snapshot(obj, WORKSPACE_LIMIT_FIELDS))
+            if new:
+                audit.record(request.user, "workspace.update", obj, old, new)
 
     def save_formset(self, request, form, formset, change) -> None:
         if formset.model is not Membership:
