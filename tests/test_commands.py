@@ -350,6 +350,7 @@ def test_seed_demo_creates_the_admin_once_in_debug(catalog):
         assert admin.is_staff and admin.is_superuser
         assert first["admin"]["created"] is True and admin.check_password(first["admin"]["password"])
         assert first["admin"]["password"] in banner
+        assert "/login/" in banner and "/docs/models/" in banner  # where the admin signs in, what to read
         password_hash = admin.password
         second, banner = seed()
     assert second["admin"] == {"username": "admin", "created": False, "password": None}

@@ -155,6 +155,9 @@ class Command(BaseCommand):
             lines.append(f"  Admin: {base_url}/admin/  user {admin['username']}  password {admin['password']}")
         elif admin:
             lines.append(f"  Admin: {base_url}/admin/  user {admin['username']} (password unchanged)")
+        if admin:
+            lines.append(f"  Console: {base_url}/login/  (the same user owns workspace '{DEMO_SLUG}')")
+        lines.append(f"  Model docs: {base_url}/docs/models/   API reference: {base_url}/api/docs/")
         lines += ["", "  Try it:", f"  {curl}", ""]
         # A plain style: Django paints stderr red on a terminal, and this banner is good news.
         self.stderr.write("\n".join(lines), style_func=str)
