@@ -184,6 +184,9 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the reference page are public and the same for everyone: no credentials are read
+    # (a client sending its inference key along must not get the management API's 403).
+    "SERVE_AUTHENTICATION": [],
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     # The reference page's sections, in a reader's order.

@@ -40,9 +40,13 @@ def test_the_schema_is_valid_openapi_3(schema):
     validate_schema(schema)  # drf-spectacular's JSON Schema of OpenAPI 3: raises on any violation
 
 
-def test_the_schema_is_public_and_also_served_as_yaml(db):
+def test_the_schema_is_public_and_also_served_as_yaml(team):
     response = Client().get("/api/schema/")
     assert response.status_code == 200 and response.content.startswith(b"openapi: 3.")
+    # Whatever credentials come along (an inference key, a bad token) are not even read.
+    for token in (team.secrets["inference_key"], "omx_admin_unknown"):
+        for path in ("/api/schema/", "/api/docs/"):
+            assert Client(HTTP_AUTHORIZATION=f"Bearer {token}").get(path).status_code == 200
 
 
 def test_the_schema_holds_the_gateway_and_every_management_operation(schema):
