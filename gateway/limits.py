@@ -16,7 +16,7 @@ spend budget per UTC day or month. A request is admitted only if every scope tha
 
 Amounts are exact integers of 1e-16 of the currency unit (ledger amounts keep 16 places), so the
 spent amount equals the ledger's sum for the same requests. Two implementations share these
-semantics: `MemoryLimiter` (one process, `REDIS_URL` unset) and `limits_redis.RedisLimiter` (one
+semantics: `limits_memory.MemoryLimiter` (one process, `REDIS_URL` unset) and `limits_redis.RedisLimiter` (one
 Lua script call per admission, shared by every worker). When Redis cannot be reached the
 workspace's `limits_fail_mode` decides: `open` admits without limits (a warning and an event for
 metrics), `closed` answers 503 `limits_unavailable`; never a 500.
@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -494,153 +492,10 @@ class LimitsUnavailable(Exception):
     """The shared store could not be reached (the backend has already logged it)."""
 
 
-# ---- in process -----------------------------------------------------------------------------------
-@dataclass(slots=True)
-class _Window:
-    entries: deque = field(default_factory=deque)  # [ms, request_id, tokens], oldest first
-    by_id: dict[str, list] = field(default_factory=dict)
-    tokens: int = 0
-
-    def expire(self, now_ms: int) -> None:
-        cutoff = now_ms - WINDOW_MS
-        while self.entries and self.entries[0][0] <= cutoff:
-            entry = self.entries.popleft()
-            self.tokens -= entry[2]
-            self.by_id.pop(entry[1], None)
-
-    def retry_after(self, now_ms: int, tokens: int, limit: int) -> int:
-        freed = 0
-        for at, _, held in self.entries:
-            freed += held
-            if self.tokens - freed + tokens <= limit:
-                return at + WINDOW_MS - now_ms
-        return 0
-
-
-@dataclass(slots=True)
-class _Budget:
-    period_end: float  # epoch seconds
-    seeded: bool = False
-    spent: int = 0
-    reserved: int = 0
-    reservations: dict[str, tuple[int, int]] = field(default_factory=dict)  # request id → (units, expiry ms)
-
-    def expire(self, now_ms: int) -> None:
-        for request_id, (units, expiry) in list(self.reservations.items()):
-            if expiry <= now_ms:
-                del self.reservations[request_id]
-                self.reserved -= units
-
-
-class MemoryLimiter(Limiter):
-    """One process's limits (`REDIS_URL` unset): the same checks, under a lock, in dicts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self._windows: dict[str, _Window] = {}
-        self._budgets: dict[tuple[str, str], _Budget] = {}
-
-    async def _seed(self, scope: Scope, units: int, *, ttl: float) -> None:
-        with self._lock:
-            budget = self._budgets.get((scope.name, scope.period))
-            if budget is None:
-                budget = self._budgets[(scope.name, scope.period)] = _Budget(scope.period_end)
-            if not budget.seeded:
-                budget.spent += units
-                budget.seeded = True
-
-    async def _admit(self, admission: Admission, *, ttl: float) -> list[ScopeState] | Refusal | Unseeded:
-        now_ms = int(admission.at * 1000)
-        tokens, cost = admission.tokens, admission.cost
-        with self._lock:
-            unseeded = tuple(
-                i
-                for i, scope in enumerate(admission.scopes)
-                if scope.budgeted and not getattr(self._budgets.get((scope.name, scope.period)), "seeded", False)
-            )
-            if unseeded:
-                return Unseeded(unseeded)
-            for index, scope in enumerate(admission.scopes):
-                if scope.windowed:
-                    window = self._windows.setdefault(scope.name, _Window())
-                    window.expire(now_ms)
-                    count = len(window.entries)
-                    if scope.rpm >= 0 and count + 1 > scope.rpm:
-                        retry = window.entries[0][0] + WINDOW_MS - now_ms if window.entries else -1
-                        return Refusal(index, "requests", count, retry)
-                    if scope.tpm >= 0 and window.tokens + tokens > scope.tpm:
-                        retry = -1 if tokens > scope.tpm else window.retry_after(now_ms, tokens, scope.tpm)
-                        return Refusal(index, "tokens", window.tokens, retry)
-                if scope.budgeted:
-                    budget = self._budgets.get((scope.name, scope.period))
-                    if budget is None:
-                        budget = self._budgets[(scope.name, scope.period)] = _Budget(scope.period_end)
-                    budget.expire(now_ms)
-                    if budget.spent + budget.reserved + cost > scope.budget:
-                        retry = -1 if budget.spent + cost > scope.budget else 1000
-                        return Refusal(index, "budget", budget.spent + budget.reserved, retry)
-            self._prune(now_ms)
-            states = []
-            for scope in admission.scopes:
-                state = ScopeState(NO_LIMIT, 0, NO_LIMIT, 0)
-                if scope.windowed:
-                    window = self._windows[scope.name]
-                    entry = [now_ms, admission.request_id, tokens]
-                    window.entries.append(entry)
-                    window.by_id[admission.request_id] = entry
-                    window.tokens += tokens
-                    reset = window.entries[0][0] + WINDOW_MS - now_ms
-                    state = ScopeState(scope.rpm - len(window.entries), reset, scope.tpm - window.tokens, reset)
-                if scope.budgeted:
-                    budget = self._budgets[(scope.name, scope.period)]
-                    budget.reservations[admission.request_id] = (cost, now_ms + int(ttl * 1000))
-                    budget.reserved += cost
-                states.append(state)
-            return states
-
-    def _settle(self, admission: Admission, tokens: int, cost: int) -> None:
-        with self._lock:
-            for scope in admission.scopes:
-                if scope.windowed:
-                    window = self._windows.get(scope.name)
-                    entry = window.by_id.get(admission.request_id) if window else None
-                    if entry is not None:
-                        window.tokens += tokens - entry[2]
-                        entry[2] = tokens
-                if scope.budgeted:
-                    budget = self._budgets.get((scope.name, scope.period))
-                    if budget is None:
-                        budget = self._budgets[(scope.name, scope.period)] = _Budget(scope.period_end)
-                    held = budget.reservations.pop(admission.request_id, None)
-                    if held is not None:
-                        budget.reserved -= held[0]
-                    budget.spent += cost
-
-    def _prune(self, now_ms: int) -> None:
-        # Past periods and idle windows would otherwise stay forever in a long-lived process.
-        if len(self._budgets) > 10_000:
-            ended = now_ms / 1000 - 86_400  # a day's grace: late settlements still land in their period
-            for scope_period, budget in list(self._budgets.items()):
-                if budget.period_end < ended and not budget.reservations:
-                    del self._budgets[scope_period]
-        if len(self._windows) > 10_000:
-            for name, window in list(self._windows.items()):
-                window.expire(now_ms)
-                if not window.entries:
-                    del self._windows[name]
-
-    async def spent(self, scope_name: str, period: str, now: float | None = None) -> tuple[int, int]:
-        with self._lock:
-            budget = self._budgets.get((scope_name, period))
-            if budget is None:
-                return 0, 0
-            budget.expire(int((time.time() if now is None else now) * 1000))
-            return budget.spent, budget.reserved
-
-
 def make_limiter(redis_client=None) -> Limiter:
     if redis_client is None:
+        from gateway.limits_memory import MemoryLimiter
+
         return MemoryLimiter()
     from gateway.limits_redis import RedisLimiter
 

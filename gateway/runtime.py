@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from gateway.breaker import Breaker
-from gateway.limits import Limiter, MemoryLimiter, make_limiter
+from gateway.limits import Limiter, make_limiter
+from gateway.limits_memory import MemoryLimiter
 from gateway.snapshot import Snapshot, load_snapshot
 from gateway.usage import UsageRecorder
 

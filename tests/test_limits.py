@@ -17,7 +17,8 @@ import pytest
 
 from billing.models import LedgerEntry, UsageEvent
 from gateway import limits, runtime
-from gateway.limits import MemoryLimiter, from_units, period_of
+from gateway.limits import from_units, period_of
+from gateway.limits_memory import MemoryLimiter
 from tests.gateway_fixtures import gateway, mock_route, world  # noqa: F401
 from tests.mocks.fixtures import mock_upstream  # noqa: F401
 

@@ -17,7 +17,8 @@ import pytest
 from billing.pricing import Rates
 from gateway import limits
 from gateway.errors import GatewayError
-from gateway.limits import Limits, MemoryLimiter, from_units, period_of, to_units
+from gateway.limits import Limits, from_units, period_of, to_units
+from gateway.limits_memory import MemoryLimiter
 from gateway.snapshot import KeyEntry, ModelEntry, PriceEntry
 from gateway.types import ChatRequest, Usage
 
