@@ -50,12 +50,24 @@ class _Budget:
     spent: int = 0
     reserved: int = 0
     reservations: dict[str, tuple[int, int]] = field(default_factory=dict)  # request id → (units, expiry ms)
+    earliest: float = float("inf")  # the soonest expiry: no scan of the reservations before it
+
+    def hold(self, request_id: str, units: int, expiry: int) -> None:
+        self.reservations[request_id] = (units, expiry)
+        self.reserved += units
+        self.earliest = min(self.earliest, expiry)
 
     def expire(self, now_ms: int) -> None:
+        if now_ms < self.earliest:
+            return
+        earliest = float("inf")
         for request_id, (units, expiry) in list(self.reservations.items()):
             if expiry <= now_ms:
                 del self.reservations[request_id]
                 self.reserved -= units
+            else:
+                earliest = min(earliest, expiry)
+        self.earliest = earliest
 
 
 class MemoryLimiter(Limiter):
@@ -120,8 +132,7 @@ class MemoryLimiter(Limiter):
                     state = ScopeState(scope.rpm - len(window.entries), reset, scope.tpm - window.tokens, reset)
                 if scope.budgeted:
                     budget = self._budgets[(scope.name, scope.period)]
-                    budget.reservations[admission.request_id] = (cost, now_ms + int(ttl * 1000))
-                    budget.reserved += cost
+                    budget.hold(admission.request_id, cost, now_ms + int(ttl * 1000))
                 states.append(state)
             return states
 
