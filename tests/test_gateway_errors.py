@@ -97,7 +97,7 @@ def test_unknown_model_detail_is_404(http):
         ("GET", "/chat/nothing"),
         ("POST", "/chat/completions/extra"),
         ("GET", "/models/"),
-        ("POST", "/responses"),
+        ("POST", "/responses/extra"),
     ],
 )
 def test_unknown_gateway_paths_are_openai_404s_not_html(http, method, path):
