@@ -45,7 +45,8 @@ class WorkspaceLimitsSerializer(serializers.Serializer):
     budget_amount = serializers.DecimalField(
         max_digits=18, decimal_places=6, min_value=Decimal(0), allow_null=True, required=False, coerce_to_string=True
     )
-    budget_period = serializers.ChoiceField(choices=Workspace.BudgetPeriod.choices, required=False)
+    # The key's choices: the same values, and one enum in the schema instead of two.
+    budget_period = serializers.ChoiceField(choices=ApiKey.BudgetPeriod.choices, required=False)
     limits_fail_mode = serializers.ChoiceField(
         choices=Workspace.FailMode.choices,
         required=False,
@@ -93,6 +94,13 @@ class ApiKeySerializer(serializers.ModelSerializer):
         if obj.revoked_at is not None:
             return "revoked"
         return "active" if obj.is_active else "expired"
+
+
+class KeyQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=["active", "revoked", "expired"], required=False, help_text="Only keys in this state."
+    )
+    scope = serializers.ChoiceField(choices=ApiKey.Scope.choices, required=False, help_text="Only keys of this scope.")
 
 
 class ApiKeyLimitsSerializer(serializers.Serializer):

@@ -7,9 +7,8 @@ from datetime import timedelta
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from api import serializers as s
@@ -26,7 +25,6 @@ from workspaces.services import (
 )
 
 TAG = ["API keys"]
-KEY_STATUSES = ("active", "revoked", "expired")
 
 
 def _secret_response(data: dict) -> Response:
@@ -59,33 +57,24 @@ class KeyList(KeyView):
         operation_id="keys_list",
         summary="List the workspace's keys",
         responses={200: s.ApiKeySerializer(many=True)},
-        parameters=[
-            OpenApiParameter("status", str, enum=KEY_STATUSES, description="Only keys in this state."),
-            OpenApiParameter("scope", str, enum=ApiKey.Scope.values, description="Only keys of this scope."),
-        ],
+        parameters=[s.KeyQuerySerializer],
     )
     def get(self, request, slug: str) -> Response:
+        query = s.KeyQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
         keys = self.get_queryset()
-        wanted = request.query_params.get("status")
         now = timezone.now()
+        wanted = query.validated_data.get("status")
         if wanted == "active":
             keys = keys.filter(revoked_at__isnull=True).exclude(expires_at__lte=now)
         elif wanted == "revoked":
             keys = keys.filter(revoked_at__isnull=False)
         elif wanted == "expired":
             keys = keys.filter(revoked_at__isnull=True, expires_at__lte=now)
-        elif wanted is not None:
-            return self._bad_filter("status", KEY_STATUSES)
-        scope = request.query_params.get("scope")
-        if scope is not None:
-            if scope not in ApiKey.Scope.values:
-                return self._bad_filter("scope", ApiKey.Scope.values)
-            keys = keys.filter(scope=scope)
+        if query.validated_data.get("scope"):
+            keys = keys.filter(scope=query.validated_data["scope"])
         page = self.paginate_queryset(keys)
         return self.get_paginated_response(s.ApiKeySerializer(page, many=True).data)
-
-    def _bad_filter(self, name: str, allowed) -> Response:
-        raise ValidationError({name: [f"Use one of: {', '.join(allowed)}."]})
 
     @extend_schema(
         tags=TAG,
