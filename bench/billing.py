@@ -138,22 +138,46 @@ def _prepare(count: int, period: datetime) -> float:
     return time.perf_counter() - started
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """user + system CPU seconds of a local process (None when it is not readable, e.g. a remote server)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _drain(batch_size: int, max_batches: int | None) -> dict:
-    """One pricing worker: the sweep's own drain loop, on its own connection."""
-    from django.db import connections
+    """One pricing worker: the sweep's own drain loop, on its own connection; with the CPU time it
+    and its PostgreSQL backend spent (a figure other load on the machine does not inflate)."""
+    from django.db import connection, connections
 
     from billing.services import usage_price_pending
 
     try:
-        return usage_price_pending(batch_size=batch_size, max_batches=max_batches)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        db_before, own_before = _cpu_seconds(backend), _own_cpu_seconds()
+        totals = usage_price_pending(batch_size=batch_size, max_batches=max_batches)
+        db_after = _cpu_seconds(backend)
+        totals["db_cpu_s"] = None if db_before is None or db_after is None else db_after - db_before
+        totals["worker_cpu_s"] = _own_cpu_seconds() - own_before
+        return totals
     finally:
         connections.close_all()
 
 
-def _price(limit_events: int | None, batch_size: int, workers: int) -> tuple[int, int, float, float]:
+def _price(limit_events: int | None, batch_size: int, workers: int) -> dict:
     """Price (up to `limit_events`) pending events with `workers` processes side by side, as Celery's
     worker processes would (rows are claimed with SKIP LOCKED, so they never take the same batch).
-    Returns priced, unpriced, seconds and the peak RSS (MB) of a pricing process."""
+    Returns the counts, seconds, CPU seconds and the peak RSS (MB) of a pricing process."""
     max_batches = None if limit_events is None else max(1, limit_events // batch_size // workers)
     if workers == 1:
         started = time.perf_counter()
@@ -171,7 +195,14 @@ def _price(limit_events: int | None, batch_size: int, workers: int) -> tuple[int
         pool.close()
         pool.join()
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return sum(t["priced"] for t in totals), sum(t["unpriced"] for t in totals), elapsed, peak
+    db_cpu = [t["db_cpu_s"] for t in totals]
+    return {
+        "priced": sum(t["priced"] for t in totals),
+        "unpriced": sum(t["unpriced"] for t in totals),
+        "seconds": elapsed,
+        "cpu_s": None if None in db_cpu else sum(db_cpu) + sum(t["worker_cpu_s"] for t in totals),
+        "peak_rss_mb": peak,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,26 +246,29 @@ def _run(args: argparse.Namespace, url: str) -> int:
     checks: dict[str, bool] = {}
 
     tenth = max(batch_size, args.events // 10)
-    priced_a, unpriced_a, seconds_a, worker_rss_a = _price(tenth, batch_size, args.workers)
+    load_before = os.getloadavg()[0]
+    first = _price(tenth, batch_size, args.workers)
     rss_a = _rss_mb()
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE billing_ledgerentry")
     started = time.perf_counter()
     invoice_roll_up(period=period, now=month_after(period) + timedelta(hours=1))
     rollup_a = time.perf_counter() - started
+    events_a = first["priced"] + first["unpriced"]
     rows.append(
         {
-            "events": priced_a + unpriced_a,
-            "pricing_s": seconds_a,
-            "events_per_s": (priced_a + unpriced_a) / seconds_a,
+            "events": events_a,
+            "pricing_s": first["seconds"],
+            "events_per_s": events_a / first["seconds"],
             "rollup_s": rollup_a,
             "rss_mb": rss_a[0],
             "peak_rss_mb": rss_a[1],
-            "worker_peak_rss_mb": worker_rss_a,
+            "worker_peak_rss_mb": first["peak_rss_mb"],
         }
     )
 
-    priced_b, unpriced_b, seconds_b, worker_rss_b = _price(None, batch_size, args.workers)
+    rest = _price(None, batch_size, args.workers)
+    load_after = os.getloadavg()[0]
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE billing_ledgerentry")
     started = time.perf_counter()
@@ -247,8 +281,9 @@ def _run(args: argparse.Namespace, url: str) -> int:
     report = reconcile_period(period)
     reconcile_s = time.perf_counter() - started
     rss_c = _rss_mb()
-    total_events = priced_a + unpriced_a + priced_b + unpriced_b
-    total_s = seconds_a + seconds_b
+    total_events = events_a + rest["priced"] + rest["unpriced"]
+    total_s = first["seconds"] + rest["seconds"]
+    cpu_s = None if None in (first["cpu_s"], rest["cpu_s"]) else first["cpu_s"] + rest["cpu_s"]
     rows.append(
         {
             "events": total_events,
@@ -257,7 +292,7 @@ def _run(args: argparse.Namespace, url: str) -> int:
             "rollup_s": rollup_b,
             "rss_mb": rss_c[0],
             "peak_rss_mb": rss_c[1],
-            "worker_peak_rss_mb": worker_rss_b,
+            "worker_peak_rss_mb": rest["peak_rss_mb"],
         }
     )
 
@@ -278,6 +313,13 @@ def _run(args: argparse.Namespace, url: str) -> int:
         "generate_s": round(generate_s, 1),
         "pricing_events_per_s": round(total_events / total_s),
         "pricing_s": round(total_s, 1),
+        # CPU time of the pricing processes and their PostgreSQL backends: what a priced event costs,
+        # whatever else the machine runs; cores / that = the rate if the cores were pricing's alone.
+        "pricing_cpu_us_per_event": None if cpu_s is None else round(cpu_s / total_events * 1e6, 1),
+        "pricing_events_per_s_if_cores_were_ours": None
+        if cpu_s is None
+        else round(min(args.workers, os.cpu_count() or 1) * total_events / cpu_s),
+        "load_average": [round(load_before, 2), round(load_after, 2)],
         "rollup_s_1m": round(rollup_b, 2),
         "finalize_s_1m": round(finalize_b, 2),
         "reconcile_s_1m": round(reconcile_s, 2),
@@ -306,6 +348,12 @@ def _run(args: argparse.Namespace, url: str) -> int:
             f"| {r['rss_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['worker_peak_rss_mb']:.0f} |"
         )
     print(f"\nfinalization of the month: {finalize_b:.2f} s; reconcile of the month: {reconcile_s:.2f} s")
+    if cpu_s is not None:
+        print(
+            f"pricing CPU (workers + their PostgreSQL backends): {cpu_s / total_events * 1e6:.1f} µs per event, i.e. "
+            f"{summary['pricing_events_per_s_if_cores_were_ours']:,} events/s if {args.workers} cores were pricing's "
+            f"alone; load average {load_before:.1f} before pricing, {load_after:.1f} after (other work on the machine)"
+        )
     for name, ok in {**checks, **summary["targets_met"]}.items():
         print(f"- {'ok' if ok else 'FAILED'}: {name}")
     print(json.dumps(summary))
