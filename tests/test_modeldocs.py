@@ -439,6 +439,11 @@ def test_a_model_whose_spec_the_gateway_refuses_has_no_page(client, catalog):
     assert "gemini-2.5-pro" not in client.get("/docs/models/").content.decode()
 
 
+def test_docs_root_leads_to_the_catalog(client, catalog):
+    response = client.get("/docs/")
+    assert response.status_code == 302 and response["Location"] == "/docs/models/"
+
+
 def test_pages_are_public_and_read_only(client, world, catalog):
     for path in ("/docs/models/", "/docs/models/codex-mini", "/docs/models/codex-mini.md"):
         assert client.get(path).status_code == 200  # no sign-in
