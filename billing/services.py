@@ -281,7 +281,7 @@ def _price_batch_python(*, ids: list[uuid.UUID] | None, limit: int, since: datet
 # chosen scale) keeps all 16 places of the ledger column.
 _PRICE_SQL = """
 WITH batch AS (
-    SELECT u.id, u.workspace_id, u.model_slug, u.service_tier, u.created_at,
+    SELECT u.ctid AS row_ref, u.id, u.workspace_id, u.model_slug, u.service_tier, u.created_at,
            u.input_tokens, u.cached_input_tokens, u.cache_write_tokens, u.output_tokens
     FROM billing_usageevent u
     WHERE u.pricing_state = 'pending' {filters}
@@ -325,7 +325,7 @@ marked AS (
     UPDATE billing_usageevent u
     SET pricing_state = CASE WHEN r.card_id IS NULL THEN 'unpriced' ELSE 'priced' END
     FROM rated r
-    WHERE u.id = r.id
+    WHERE u.ctid = r.row_ref  -- the locked row itself (a TID scan): it cannot move while we hold its lock
     RETURNING r.card_id IS NOT NULL AS priced, r.created_at
 )
 SELECT count(*), count(*) FILTER (WHERE priced), (SELECT count(*) FROM inserted), max(created_at) FROM marked
