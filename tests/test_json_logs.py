@@ -4,6 +4,7 @@ the redaction filter applied to the JSON output too (message, arguments, `extra`
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import logging
@@ -61,7 +62,7 @@ def test_a_line_is_json_with_the_bound_request_id_and_no_secret(json_lines):
         log.warning("from a thread without a request", extra={"request_id": "req-explicit"})
     finally:
         request_id_var.reset(token)
-    log.warning("after the request")
+    contextvars.Context().run(log.warning, "outside any request")  # an empty context: nothing bound
 
     text = json_lines.getvalue()
     assert OMX_LIVE not in text and "provider-secret-0123456789" not in text

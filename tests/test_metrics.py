@@ -155,9 +155,19 @@ def test_no_key_or_secret_appears_in_the_scrape(gateway, world, mock_upstream):
         for s in f.samples
         for name in s.labels
     }
-    assert names <= {"model", "route", "route_name", "status", "outcome", "kind", "limit", "scope", "state", "le"}, (
-        names
-    )
+    assert names <= {
+        "model",
+        "route",
+        "route_name",
+        "status",
+        "outcome",
+        "kind",
+        "limit",
+        "scope",
+        "state",
+        "le",
+        "fail_mode",
+    }, names
     assert 'route_name="primary-route"' in text  # routes are named by the operator's name, never their secret
 
 
