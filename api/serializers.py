@@ -406,7 +406,9 @@ class InvoiceDetailSerializer(InvoiceSerializer):
 class AuditQuerySerializer(serializers.Serializer):
     action = serializers.CharField(required=False, max_length=64, help_text="e.g. api_key.revoke")
     target_type = serializers.ChoiceField(
-        choices=["api_key", "member", "workspace"], required=False, help_text="What was changed."
+        choices=["api_key", "member", "workspace", "invoice", "ledger_entry"],
+        required=False,
+        help_text="What was changed.",
     )
     target_id = serializers.CharField(required=False, max_length=64)
     start = serializers.DateTimeField(required=False, help_text="Inclusive.")

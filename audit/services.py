@@ -35,6 +35,8 @@ TARGET_TYPES = {
     "workspaces.workspace": "workspace",
     "gateway.providerkey": "provider_key",
     "billing.pricecard": "price_card",
+    "billing.invoice": "invoice",
+    "billing.ledgerentry": "ledger_entry",
 }
 
 

@@ -3,8 +3,11 @@ workspace's entries (never another's, never the operators' global ones), and nev
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
+from billing.services import credit_issue
 from gateway.services import provider_key_add
 from tests.api_fixtures import call_as, team  # noqa: F401
 
@@ -53,3 +56,10 @@ def test_only_owners_and_management_keys_read_the_audit_log(team):
         assert call_as(team, who, "GET", team.url("audit/")).status_code == 403
     assert entries(team, who="admin_key")
     assert call_as(team, "stranger", "GET", team.url("audit/")).status_code == 404
+
+
+def test_billing_corrections_show_in_the_workspaces_log(team, catalog):
+    credit_issue(workspace=team.workspace, amount=Decimal("5"), reason="goodwill", by=team.users["owner"])
+    (entry,) = entries(team, query="?target_type=ledger_entry")
+    assert entry["action"] == "credit.issue" and entry["actor"]["label"] == "owner"
+    assert entry["new"]["reason"] == "goodwill"

@@ -76,7 +76,10 @@ class AuditList(WorkspaceView):
         operation_id="audit_list",
         summary="The workspace's audit log (owners)",
         responses={200: s.AuditEntrySerializer(many=True)},
-        description="Every change to the workspace's keys and members: who, when, old and new values.",
+        description=(
+            "Every change to the workspace's keys, members and limits, and its invoices voided and credits "
+            "issued: who, when, old and new values."
+        ),
         parameters=[s.AuditQuerySerializer],
     )
     def get(self, request, slug: str) -> Response:
