@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 PENDING_CACHE_SECONDS = 5.0  # the pricing backlog's COUNT runs at most this often per process
 ROUTE_STATES = ("closed", "open", "half_open", "disabled")
+COUNTED_PATHS = ("/api/v1/chat/", "/api/v1/responses")  # the endpoints that run the chat pipeline
 
 # A `_created` timestamp beside every counter and histogram doubles the scrape for nothing we use.
 disable_created_metrics()
@@ -203,6 +204,13 @@ def counted(view: Callable) -> Callable:
         return response
 
     return wrapper
+
+
+def refused_before_view(path: str, status: int) -> None:
+    """A request the ASGI layer answered before any view ran (413: body too large); counted when
+    it was for an endpoint whose view is `counted`."""
+    if path.startswith(COUNTED_PATHS):
+        _requests("", "", str(status)).inc()
 
 
 def limit_rejected(limit: str, scope: str) -> None:

@@ -95,9 +95,11 @@ class GatewayASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         except BodyTooLarge:
+            from gateway import metrics
             from gateway.views import new_request_id, too_large
 
             await self.send_response(too_large().response(new_request_id()), send)
+            metrics.refused_before_view(scope["path"], 413)
             return
         request, error_response = self.create_request(scope, body_file)
         if request is None:

@@ -139,6 +139,15 @@ def test_requests_tokens_cost_and_latencies_follow_the_traffic(gateway, world, m
     assert delta(before, after, "omixa_time_to_first_chunk_seconds_bucket", **bucket) == 2
 
 
+def test_a_body_refused_as_too_large_is_counted(gateway, world, settings):
+    settings.OMIXA_MAX_REQUEST_BYTES = 2000
+    before = scrape(gateway.url)
+    big = {**BODY, "messages": [{"role": "user", "content": "x" * 5000}]}
+    assert post(gateway, world.key, big).status_code == 413
+    after = scrape(gateway.url)
+    assert delta(before, after, "omixa_requests_total", model="", route="", status="413") == 1
+
+
 def test_no_key_or_secret_appears_in_the_scrape(gateway, world, mock_upstream):
     mock_route(gateway, mock_upstream, name="primary-route")
     assert post(gateway, world.key, BODY).status_code == 200
