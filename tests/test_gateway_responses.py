@@ -5,6 +5,7 @@ chat-shaped requests as the service does. Also: failover from a chat route to a 
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import openai
@@ -387,3 +388,33 @@ def test_operators_choose_the_responses_type_and_retention_in_the_admin(staff, c
     assert staff.post(reverse("admin:gateway_providerkey_add"), form, follow=True).status_code == 200
     key = ProviderKey.objects.get()
     assert key.endpoint_type == "azure_openai_v1_responses" and key.store is True
+
+
+def test_a_refused_key_on_the_responses_route_leaves_rotation_and_chat_serves(
+    client, gateway, world, mock_upstream, responses_upstream
+):
+    first = provider_key_add(
+        model_slug="codex-mini",
+        provider="azure-openai",
+        endpoint_type="azure_openai_v1_responses",
+        base_url=responses_upstream.url,
+        api_key="wrong-key",
+        priority=1,
+        name="responses-bad-key",
+    )
+    second = mock_route(gateway, mock_upstream, priority=2, name="chat-second")
+    raw = client.chat.completions.with_raw_response.create(
+        model="codex-mini", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert raw.headers["x-omixa-attempts"] == f"{first.id}:auth,{second.id}:ok"
+    deadline = time.monotonic() + 10  # the gateway writes the reason off the request's path
+    while not ProviderKey.objects.get(pk=first.pk).disabled_reason and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ProviderKey.objects.get(pk=first.pk).disabled_reason.startswith("auth: upstream answered 401")
+
+
+def test_a_rate_limited_responses_only_model_is_a_503_with_retry_after(client, responses_route, responses_upstream):
+    responses_upstream.script(Scenario(status=429, retry_after=7))
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="codex-mini", messages=[{"role": "user", "content": "Hi"}])
+    assert info.value.status_code == 503 and info.value.response.headers["retry-after"] == "7"
