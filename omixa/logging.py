@@ -17,6 +17,7 @@ import re
 import threading
 from contextvars import ContextVar
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 # Omixa keys, bearer tokens, and header-style secrets (api-key, x-api-key, x-goog-api-key).
@@ -163,6 +164,8 @@ class JsonFormatter(OrjsonFormatter):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("rename_fields", {"levelname": "level", "name": "logger"})
         kwargs.setdefault("timestamp", True)
+        # uvicorn repeats each message with terminal colour codes in `color_message`: not for a log file.
+        kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "color_message"])
         super().__init__("%(levelname)s %(name)s %(message)s", *args, **kwargs)
 
     def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:

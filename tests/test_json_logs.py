@@ -59,7 +59,7 @@ def test_a_line_is_json_with_the_bound_request_id_and_no_secret(json_lines):
             raise RuntimeError(f"boom with Authorization: Bearer {OMX_LIVE}")
         except RuntimeError:
             log.exception("failed for %s", OMX_LIVE)
-        log.warning("from a thread without a request", extra={"request_id": "req-explicit"})
+        log.warning("from a thread without a request", extra={"request_id": "req-explicit", "color_message": "\x1b[1m"})
     finally:
         request_id_var.reset(token)
     contextvars.Context().run(log.warning, "outside any request")  # an empty context: nothing bound
@@ -73,7 +73,7 @@ def test_a_line_is_json_with_the_bound_request_id_and_no_secret(json_lines):
     assert first["headers"] == {"api-key": "[REDACTED]"}
     assert second["request_id"] == "req-123"
     assert "RuntimeError" in second["exc_info"] and "[REDACTED]" in second["exc_info"]
-    assert third["request_id"] == "req-explicit"
+    assert third["request_id"] == "req-explicit" and "color_message" not in third  # uvicorn's coloured copy
     assert fourth["request_id"] is None
 
 
