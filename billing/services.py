@@ -342,12 +342,15 @@ def _price_batch_sql(*, ids: list[uuid.UUID] | None, limit: int, since: datetime
     # Given ids are found by their unique index; only a sweep walks the pending index in time order
     # (ordering an id list would tempt the planner into that walk over the whole backlog).
     sql = _PRICE_SQL.format(filters=" ".join(filters), order="" if ids is not None else "ORDER BY u.created_at")
+    own_transaction = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
-        # A batch's commit need not wait for the disk: if the server crashed right after, the whole
-        # batch (entries and states together) would be lost and its events simply priced again.
-        # WAL is flushed in order, so a finalization (a normal, durable commit) makes every batch
-        # committed before it durable too.
-        cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        if own_transaction:
+            # A batch's commit need not wait for the disk: if the server crashed right after, the
+            # whole batch (entries and states together) would be lost and its events simply priced
+            # again. WAL is flushed in order, so a finalization (a normal, durable commit) makes every
+            # batch committed before it durable too. Never done for a caller's transaction: its other
+            # writes may need the durable commit.
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
         now = _ledger_clock(exclusive=False)
         cursor.execute(sql, {"limit": limit, "now": now, "ids": ids, "since": since})
         claimed, priced, inserted, through = cursor.fetchone()

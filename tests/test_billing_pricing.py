@@ -341,8 +341,8 @@ def test_pricing_is_set_based_a_fixed_number_of_queries_per_batch(world, catalog
     if connection.vendor == "postgresql":
         # One SELECT takes the shared ledger lock and the database clock (invoices); one statement
         # claims, rates, inserts and marks the whole batch.
-        assert verbs == ["SAVEPOINT", "SET", "SELECT", "WITH", "RELEASE"]
-        claim = captured.captured_queries[3]["sql"]
+        assert verbs == ["SAVEPOINT", "SELECT", "WITH", "RELEASE"]  # inside the test's transaction: no SET
+        claim = captured.captured_queries[2]["sql"]
         assert "FOR UPDATE OF u SKIP LOCKED" in claim and "ON CONFLICT (usage_event_id) DO NOTHING" in claim
         return
     # Claim, cards, check; one state update; the insert is one statement (SQLite splits it only at

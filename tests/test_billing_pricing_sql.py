@@ -183,3 +183,17 @@ def test_each_path_prices_the_worked_example_to_4_05(world, catalog, vendor_path
     result = getattr(services, vendor_path)(ids=[event.request_id], limit=10, since=None)
     assert (result.claimed, result.priced) == (1, 1)
     assert LedgerEntry.objects.get(usage_event=event).amount == Decimal("4.05")
+
+
+@needs_postgres
+def test_only_pricing_own_transaction_commits_without_waiting_for_the_disk(transactional_db, world, catalog):
+    from django.test.utils import CaptureQueriesContext
+
+    make_event(world.workspace, input_tokens=1)
+    with CaptureQueriesContext(connection) as alone:
+        assert usage_price().priced == 1
+    assert any(q["sql"] == "SET LOCAL synchronous_commit TO OFF" for q in alone.captured_queries)
+    make_event(world.workspace, input_tokens=1)
+    with CaptureQueriesContext(connection) as nested, transaction.atomic():
+        assert usage_price().priced == 1
+    assert not any("synchronous_commit" in q["sql"] for q in nested.captured_queries)
