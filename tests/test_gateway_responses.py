@@ -327,6 +327,26 @@ def test_failover_from_a_chat_route_to_a_responses_route_in_one_request(
     assert event.route_id == responses.id and event.endpoint_type == "azure_openai_v1_responses"
 
 
+def test_a_chat_route_on_a_responses_only_deployment_fails_over_to_the_responses_route(
+    client, gateway, chat_then_responses, mock_upstream, responses_upstream
+):
+    # What Azure answers when chat completions reach a Responses-only deployment: the route's fault.
+    chat, responses = chat_then_responses
+    refused = {
+        "error": {
+            "code": "OperationNotSupported",
+            "message": "The chatCompletion operation does not work with the specified model, codex-mini. "
+            "Please choose different model and try again.",
+        }
+    }
+    mock_upstream.script(ChatScenario(status=400, body=refused))
+    raw = client.chat.completions.with_raw_response.create(
+        model="codex-mini", messages=[{"role": "user", "content": "Hi"}]
+    )
+    assert raw.parse().choices[0].message.content == DEFAULT_TEXT
+    assert raw.headers["x-omixa-attempts"] == f"{chat.id}:not_found,{responses.id}:ok"
+
+
 def test_stream_fails_over_before_the_first_event(
     client, gateway, chat_then_responses, mock_upstream, responses_upstream
 ):

@@ -378,6 +378,13 @@ NOT_FOUND = b'{"error":{"code":"DeploymentNotFound","message":"The API deploymen
             "server_is_overloaded",
         ),
         (504, b"", ErrorKind.SERVER, None),
+        (
+            400,
+            b'{"error":{"code":"OperationNotSupported","message":"The chatCompletion operation does not work with '
+            b'the specified model, codex-mini. Please choose different model and try again."}}',
+            ErrorKind.NOT_FOUND,
+            "OperationNotSupported",
+        ),
     ],
 )
 @pytest.mark.parametrize("adapter", [AZURE, OPENAI])

@@ -190,6 +190,10 @@ def parse_error(status: int, headers: Mapping[str, str], data: bytes) -> Upstrea
         kind = ErrorKind.QUOTA if quota else ErrorKind.RATE_LIMITED
     elif status >= 500 or status < 400:
         kind = ErrorKind.SERVER
+    elif code == "OperationNotSupported":
+        # Azure: this deployment cannot do this operation (a Responses-only model such as codex-mini
+        # called on chat completions). The route's fault, not the request's: fail over like a 404.
+        kind = ErrorKind.NOT_FOUND
     else:  # 400, 409, 413, 415, 422, ...: the request's fault (incl. Azure's prompt content_filter 400)
         kind = ErrorKind.CLIENT
     retry_after = retry_after_seconds(headers) if kind in (ErrorKind.RATE_LIMITED, ErrorKind.SERVER) else None
