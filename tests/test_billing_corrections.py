@@ -3,11 +3,14 @@ Nothing is edited in place: a finalized invoice never changes, and a void re-ope
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 from django.test import Client
 from django.urls import reverse
@@ -318,3 +321,42 @@ def test_void_and_credit_write_audit_rows_in_their_transaction(world, finalized_
     with pytest.raises(BillingError):
         credit_issue(workspace=world.workspace, amount="0", reason="nothing", by=world.owner)
     assert corrections.count() == 2
+
+
+# --- the commands ---------------------------------------------------------------------------------
+
+
+def test_void_invoice_command_prints_the_void_invoice(finalized_jan):
+    out = StringIO()
+    call_command("void_invoice", "--number", finalized_jan.number, "--reason", "test account", stdout=out)
+    printed = json.loads(out.getvalue())
+    assert printed["status"] == "void" and printed["number"] == finalized_jan.number
+    assert (printed["void_reason"], printed["total"], printed["period"]) == ("test account", "3.00", "2026-01")
+    finalized_jan.refresh_from_db()
+    assert finalized_jan.status == Invoice.Status.VOID and finalized_jan.voided_by is None
+    with pytest.raises(CommandError, match="only a finalized invoice can be voided; this one is void"):
+        call_command("void_invoice", "--number", finalized_jan.number, "--reason", "again")
+    with pytest.raises(CommandError, match="no invoice numbered 'OMX-000000-000000'"):
+        call_command("void_invoice", "--number", "OMX-000000-000000", "--reason", "x")
+
+
+def test_issue_credit_command_writes_one_adjustment(world):
+    out = StringIO()
+    call_command(
+        "issue_credit", "--workspace", world.workspace.slug, "--amount", "7.50", "--reason", "outage", stdout=out
+    )
+    printed = json.loads(out.getvalue())
+    entry = LedgerEntry.objects.get(kind=LedgerEntry.Kind.ADJUSTMENT)
+    assert printed == {
+        "id": entry.id,
+        "workspace": world.workspace.slug,
+        "amount": "-7.50",
+        "currency": "USD",
+        "reason": "outage",
+        "period": f"{datetime.now(UTC):%Y-%m}",
+    }
+    with pytest.raises(CommandError, match="whole cents"):
+        call_command("issue_credit", "--workspace", world.workspace.slug, "--amount", "0.005", "--reason", "x")
+    with pytest.raises(CommandError, match="no workspace 'nope'"):
+        call_command("issue_credit", "--workspace", "nope", "--amount", "1", "--reason", "x")
+    assert LedgerEntry.objects.filter(kind=LedgerEntry.Kind.ADJUSTMENT).count() == 1
