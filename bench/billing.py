@@ -38,6 +38,7 @@ TARGET_ROLLUP_S = 10.0
 WORKSPACES = 200
 
 # Tokens vary per event but deterministically (g is the series number): the run is repeatable.
+# Request ids are time-ordered like the gateway's (UUIDv7: the millisecond first, then random bits).
 _GENERATE_SQL = """
 INSERT INTO billing_usageevent (
     request_id, client_request_id, created_at, recorded_at, workspace_id, api_key_id, model_slug, route_id,
@@ -45,7 +46,9 @@ INSERT INTO billing_usageevent (
     cached_input_tokens, cache_write_tokens, output_tokens, reasoning_tokens, estimated, attempts, latency_ms,
     first_byte_ms, error_code, pricing_state
 )
-SELECT gen_random_uuid(), '', %(start)s + (g * %(step_us)s) * interval '1 microsecond', now(),
+SELECT (lpad(to_hex((extract(epoch FROM at) * 1000)::bigint), 12, '0') || '7' || substr(h, 1, 3) || '8'
+        || substr(h, 4, 15))::uuid,
+       '', at, now(),
        (%(workspaces)s)[(1 + (g / 7) %% cardinality(%(workspaces)s))::int], NULL,
        CASE WHEN g %% 200 = 0 THEN 'retired-model'
             ELSE (ARRAY['codex-mini', 'gpt-4.1-mini', 'gemini-2.5-flash', 'gemini-2.5-pro',
@@ -55,7 +58,8 @@ SELECT gen_random_uuid(), '', %(start)s + (g * %(step_us)s) * interval '1 micros
        100 + (g * 7919) %% 20000, (g * 104729) %% 4000, CASE WHEN g %% 7 = 0 THEN 512 ELSE 0 END,
        (g * 1299709) %% 3000, (g * 15485863) %% 500 * ((g * 1299709) %% 3000 >= 500)::int,
        false, '[]'::jsonb, 100, NULL, '', 'pending'
-FROM generate_series(1::bigint, %(count)s::bigint) AS g
+FROM generate_series(1::bigint, %(count)s::bigint) AS g,
+     LATERAL (SELECT %(start)s + (g * %(step_us)s) * interval '1 microsecond' AS at, md5(g::text) AS h) AS e
 """
 
 
