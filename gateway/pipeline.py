@@ -417,6 +417,19 @@ async def _open_stream(call: Call, route: Route, adapter, response, started: flo
     streaming["X-Accel-Buffering"] = "no"
     for name, value in call.headers().items():
         streaming[name] = value
+
+    async def abandon() -> None:
+        # The server calls this once it is done with the response (omixa/asgi.py). If the client left
+        # before the body was first read, the generator never ran and its `finally` never will: the
+        # provider still produced what was held, so the stream is recorded here, and the upstream closed.
+        if call.recorded:
+            return
+        call.out_chars += _chars(held)
+        usage = decoder.usage or call.estimate(with_output=True)
+        call.record(outcome="client_gone", status=499, usage=usage, error_code="client_closed_request")
+        await response.aclose()
+
+    streaming.omixa_abandon = abandon
     return streaming
 
 

@@ -266,4 +266,5 @@ def reshape(answer: HttpResponse, ctx: Context, request_id: str, model: str, cre
     writer = ResponsesStreamWriter(ctx, request_id, model, created)
     streaming = StreamingHttpResponse(events(chat_stream, writer), content_type="text/event-stream")
     responses_api.copy_headers(answer, streaming)
+    streaming.omixa_abandon = getattr(answer, "omixa_abandon", None)  # see pipeline._open_stream
     return streaming

@@ -113,6 +113,11 @@ class GatewayASGIHandler(ASGIHandler):
                 await self.send_response(response, send)
             except asyncio.CancelledError:
                 pass  # the client disconnected while we were sending
+            finally:
+                # A stream the client left before its body was first read still gets its usage record.
+                abandon = getattr(response, "omixa_abandon", None)
+                if abandon is not None:
+                    await abandon()
 
         listener = asyncio.create_task(self.listen_for_disconnect(receive))
         worker = asyncio.create_task(process_request())
