@@ -175,17 +175,11 @@ async def _on_failure(call: Call, route: Route, error: UpstreamError) -> None:
 
 def _persist_out_of_rotation(route_id: int, reason: str) -> None:
     from django.db import close_old_connections
-    from django.utils import timezone
 
-    from gateway.models import ProviderKey
-    from workspaces.revision import bump_config_revision
+    from gateway.services import provider_key_out_of_rotation
 
     close_old_connections()
-    # A queryset update sends no signal; bump the revision so every worker reloads without it.
-    ProviderKey.objects.filter(id=route_id, disabled_reason="").update(
-        disabled_reason=reason[:300], disabled_at=timezone.now()
-    )
-    bump_config_revision()
+    provider_key_out_of_rotation(provider_key_id=route_id, reason=reason)
 
 
 def _carries_content(chunk: dict[str, Any]) -> bool:

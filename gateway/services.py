@@ -228,6 +228,25 @@ def provider_key_enable(*, provider_key: ProviderKey, acting_user: AbstractBaseU
     )
 
 
+def provider_key_out_of_rotation(*, provider_key_id: int, reason: str) -> bool:
+    """The gateway saw this key refused (401/403) or its quota exhausted: out of rotation until an
+    operator re-enables it, audited as the system, and every worker told. False if already out."""
+    from django.utils import timezone
+
+    with transaction.atomic():
+        key = ProviderKey.objects.select_for_update().filter(id=provider_key_id, disabled_reason="").first()
+        if key is None:
+            return False
+        before = provider_key_snapshot(key)
+        # A queryset update sends no signal; the revision below makes every worker reload without it.
+        ProviderKey.objects.filter(id=key.id).update(disabled_reason=reason[:300], disabled_at=timezone.now())
+        key.refresh_from_db()
+        old, new = audit.changed(before, provider_key_snapshot(key))
+        audit.record(None, "provider_key.out_of_rotation", key, old, new)
+        bump_config_revision()
+    return True
+
+
 def provider_secrets_rotate() -> int:
     """Re-encrypt every provider secret under the first OMIXA_ENCRYPTION_KEY; returns how many.
 

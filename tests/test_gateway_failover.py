@@ -8,6 +8,7 @@ from collections import Counter
 import httpx
 import pytest
 
+from audit.models import AuditLog
 from billing.models import UsageEvent
 from gateway import breaker
 from gateway.models import ProviderKey
@@ -128,6 +129,11 @@ def test_bad_secret_or_quota_takes_the_key_out_of_rotation(gateway, world, two_r
     while not ProviderKey.objects.get(pk=first.pk).disabled_reason:
         assert time.monotonic() < deadline, "the key was not taken out of rotation"
         time.sleep(0.05)
+    # ... and audited as the system's doing, in the same transaction (never with the secret).
+    entry = AuditLog.objects.get(action="provider_key.out_of_rotation", target_id=str(first.pk))
+    assert entry.actor_kind == "system" and entry.workspace_id is None
+    assert entry.old["disabled_reason"] == "" and entry.new["disabled_reason"]
+    assert mock_upstream.azure_key not in str(entry.new)
     gateway.refresh()
     before = len(mock_upstream.requests_for("codex-mini"))
     for _ in range(3):
