@@ -197,3 +197,43 @@ def test_only_pricing_own_transaction_commits_without_waiting_for_the_disk(trans
     with CaptureQueriesContext(connection) as nested, transaction.atomic():
         assert usage_price().priced == 1
     assert not any("synchronous_commit" in q["sql"] for q in nested.captured_queries)
+
+
+@needs_postgres
+def test_two_price_usage_processes_at_once_price_each_event_exactly_once(transactional_db, world, catalog):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+    from tests.test_billing_tasks import _database_url
+
+    UsageEvent.objects.bulk_create(
+        UsageEvent(
+            request_id=uuid.uuid4(),
+            created_at=JAN + timedelta(seconds=i),
+            workspace=world.workspace,
+            model_slug="codex-mini",
+            outcome=UsageEvent.Outcome.COMPLETED,
+            http_status=200,
+            input_tokens=1_000 + i,
+            output_tokens=i % 50,
+        )
+        for i in range(20_000)
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": _database_url()}
+    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    command = [sys.executable, "manage.py", "price_usage", "--batch-size", "50"]
+    workers = [
+        subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [json.loads(worker.communicate(timeout=120)[0]) for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers)
+    assert sum(r["priced"] for r in results) == 20_000
+    assert all(r["priced"] > 0 for r in results), results  # both really priced, side by side
+    assert LedgerEntry.objects.count() == LedgerEntry.objects.values("usage_event").distinct().count() == 20_000
+    assert not UsageEvent.objects.exclude(pricing_state="priced").exists()
+    expected = sum(Decimal(1_000 + i) * Decimal("1.50") + Decimal(i % 50) * Decimal("6.00") for i in range(20_000))
+    assert sum(LedgerEntry.objects.values_list("amount", flat=True)) == expected / 1_000_000
