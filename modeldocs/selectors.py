@@ -128,6 +128,10 @@ def integration_notes(model: Model, spec: ModelSpec) -> tuple[str, ...]:
     effort = spec.row("reasoning_effort")
     if effort is not None and effort.accepted:
         notes.append(f"Reasoning controls: {', '.join(effort.accepted)}")
+    others = [t for t in model.endpoint_types or () if t != model.endpoint_type]
+    if others:
+        # e.g. a Responses-only deployment: the request above does not change, Omixa translates
+        notes.append(f"Routes may also use: {', '.join(others)} (same request; Omixa translates)")
     return tuple(notes)
 
 

@@ -247,6 +247,11 @@ def test_codex_mini_page_has_the_reference_pages_sections_in_its_order(client, c
     ):
         assert f"  • {line}" in page
         assert f"<li>{line}</li>" in body
+    # beyond the page: the route types an operator may pick for it (a Responses-only deployment)
+    routes = (
+        "Routes may also use: azure_openai_v1_responses, openai_chat, openai_responses (same request; Omixa translates)"
+    )
+    assert f"<li>{routes}</li>" in body
     for label, price in (("input", "$1.500000"), ("cached input", "$0.375000"), ("output", "$6.000000")):
         assert f"{label} per 1m tokens {price}" in page
         assert f'<th scope="row">{label} per 1m tokens</th><td class="num" data-price="{label}">{price}</td>' in body
