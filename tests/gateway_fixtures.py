@@ -71,7 +71,15 @@ def clear_shared_breaker_state() -> None:
 def gateway(transactional_db, settings, tmp_path) -> Iterator[Gateway]:
     settings.OMIXA_USAGE_SPOOL_DIR = tmp_path / "spool"
     clear_shared_breaker_state()
+    from django.db import DEFAULT_DB_ALIAS, connections
+
     from omixa.asgi import application
+
+    # Pages, the management API and /metrics read the database from the server's threads; persistent
+    # connections there would outlive the test, and PostgreSQL would refuse to drop the test database.
+    database = connections.settings[DEFAULT_DB_ALIAS]
+    saved_max_age = database["CONN_MAX_AGE"]
+    database["CONN_MAX_AGE"] = 0
 
     port = free_port()
     config = uvicorn.Config(
@@ -97,6 +105,7 @@ def gateway(transactional_db, settings, tmp_path) -> Iterator[Gateway]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+        database["CONN_MAX_AGE"] = saved_max_age
 
 
 @dataclass

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import openai
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import connection
 from playwright.sync_api import expect
 
 from billing.catalog import catalog_load
@@ -32,17 +32,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 PASSWORD = "a long test passphrase"
 JAN = datetime(2026, 1, 1, tzinfo=UTC)
 FEB = datetime(2026, 2, 1, tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def close_server_connections_after_each_request():
-    """The served pages query the database from the server's worker threads; with persistent
-    connections those stay open after the test and PostgreSQL refuses to drop the test database."""
-    database = connections.settings[DEFAULT_DB_ALIAS]
-    saved = database["CONN_MAX_AGE"]
-    database["CONN_MAX_AGE"] = 0
-    yield
-    database["CONN_MAX_AGE"] = saved
 
 
 def _person(username: str, workspace, role: str):

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import connection
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,17 +34,6 @@ BODY = {"model": "codex-mini", "messages": [{"role": "user", "content": "hello"}
 STREAM = {**BODY, "stream": True, "stream_options": {"include_usage": True}}
 
 Samples = dict[tuple[str, frozenset], float]
-
-
-@pytest.fixture(autouse=True)
-def close_server_connections_after_each_request():
-    """A scrape reads the database from the server's sync thread; with persistent connections that one
-    would stay open after the test and PostgreSQL would refuse to drop the test database."""
-    database = connections.settings[DEFAULT_DB_ALIAS]
-    saved = database["CONN_MAX_AGE"]
-    database["CONN_MAX_AGE"] = 0
-    yield
-    database["CONN_MAX_AGE"] = saved
 
 
 def scrape(url: str) -> Samples:
