@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -347,6 +348,12 @@ class InvoiceQuerySerializer(serializers.Serializer):
     period = serializers.RegexField(
         r"^\d{4}-(0[1-9]|1[0-2])$", required=False, help_text="A month, YYYY-MM (the period's start)."
     )
+
+    def validate_period(self, value: str) -> datetime:
+        try:
+            return datetime.strptime(value, "%Y-%m").replace(tzinfo=UTC)
+        except ValueError:  # year 0000: the pattern matches, the calendar has no such month
+            raise serializers.ValidationError("Not a month: expected YYYY-MM with a year from 0001.") from None
 
 
 class InvoiceLineSerializer(serializers.ModelSerializer):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -50,8 +48,7 @@ class InvoiceList(InvoiceView):
         if query.validated_data.get("status"):
             invoices = invoices.filter(status=query.validated_data["status"])
         if query.validated_data.get("period"):
-            month = datetime.strptime(query.validated_data["period"], "%Y-%m").replace(tzinfo=UTC)
-            invoices = invoices.filter(period_start=month)
+            invoices = invoices.filter(period_start=query.validated_data["period"])
         page = self.paginate_queryset(invoices)
         return self.get_paginated_response(s.InvoiceSerializer(page, many=True).data)
 
