@@ -65,6 +65,13 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+def _audit_new_card(request, card: PriceCard) -> None:
+    from audit import services as audit  # imported here: price cards are the audit app's only hook in billing
+
+    # Inside the admin's transaction: the card and its audit row commit together (operator-global: no workspace).
+    audit.record(request.user, "price_card.create", card, None, audit.snapshot(card, ["model", *CARD_FIELDS]))
+
+
 class PriceCardInline(admin.TabularInline):
     model = PriceCard
     form = PriceCardForm
@@ -101,6 +108,12 @@ class ModelAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # deactivate instead; price cards and usage refer to it
 
+    def save_formset(self, request, form, formset, change) -> None:
+        super().save_formset(request, form, formset, change)
+        if formset.model is PriceCard:
+            for card in formset.new_objects:  # the inline only adds (existing cards are read-only)
+                _audit_new_card(request, card)
+
 
 @admin.register(PriceCard)
 class PriceCardAdmin(admin.ModelAdmin):
@@ -111,11 +124,8 @@ class PriceCardAdmin(admin.ModelAdmin):
     date_hierarchy = "effective_from"
 
     def save_model(self, request, obj, form, change) -> None:
-        from audit import services as audit  # imported here: this class is the audit app's only hook in billing
-
         super().save_model(request, obj, form, change)
-        # Inside the admin's transaction: the card and its audit row commit together (operator-global: no workspace).
-        audit.record(request.user, "price_card.create", obj, None, audit.snapshot(obj, ["model", *CARD_FIELDS]))
+        _audit_new_card(request, obj)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False

@@ -148,6 +148,45 @@ def test_a_new_price_card_is_audited_as_operator_global(staff, operator, catalog
     assert created.new["input_per_1m"] == "1.2500000000" and created.new["model"] == codex.pk
 
 
+def test_a_price_card_added_on_the_models_page_is_audited_too(staff, operator, catalog):
+    codex = Model.objects.get(slug="codex-mini")
+    url = reverse("admin:billing_model_change", args=[codex.pk])
+    form = staff.get(url).context["adminform"].form
+    data = {}
+    for name in form.fields:
+        value = form[name].value()
+        if value is True:
+            data[name] = "on"
+        elif value not in (None, False):
+            data[name] = value
+    start = timezone.now() + timedelta(days=30)
+    existing = codex.price_cards.count()
+    prefix = "price_cards"
+    data.update(
+        {
+            f"{prefix}-TOTAL_FORMS": str(existing + 1),
+            f"{prefix}-INITIAL_FORMS": str(existing),
+            f"{prefix}-MIN_NUM_FORMS": "0",
+            f"{prefix}-MAX_NUM_FORMS": "1000",
+            **{f"{prefix}-{i}-id": str(card.pk) for i, card in enumerate(codex.price_cards.order_by("pk"))},
+            **{f"{prefix}-{i}-model": str(codex.pk) for i in range(existing + 1)},
+            f"{prefix}-{existing}-service_tier": "",
+            f"{prefix}-{existing}-currency": "USD",
+            f"{prefix}-{existing}-input_per_1m": "1.75",
+            f"{prefix}-{existing}-cached_input_per_1m": "0.4",
+            f"{prefix}-{existing}-cache_write_per_1m": "",
+            f"{prefix}-{existing}-output_per_1m": "7",
+            f"{prefix}-{existing}-effective_from_0": start.strftime("%Y-%m-%d"),
+            f"{prefix}-{existing}-effective_from_1": start.strftime("%H:%M:%S"),
+        }
+    )
+    response = staff.post(url, data)
+    assert response.status_code == 302, response.context and response.context.get("errors")
+    card = PriceCard.objects.get(model=codex, input_per_1m="1.75")
+    (created,) = rows(action="price_card.create")
+    assert created.workspace is None and created.actor_user == operator and created.target_id == str(card.pk)
+
+
 def test_changing_an_api_key_in_the_admin_is_audited(staff, operator, world):
     change_url = reverse("admin:workspaces_apikey_change", args=[world.key.pk])
     form = {
