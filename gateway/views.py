@@ -97,8 +97,9 @@ def _model_for(payload: dict, key: KeyEntry, rt: runtime.Runtime) -> ModelEntry:
     return model
 
 
-@metrics.counted
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def _serve(request: HttpRequest, translate, answer) -> HttpResponse:
+    """The chat pipeline behind an ingress shape: `translate(payload, spec)` → (ChatRequest, context),
+    `answer(response, context, request_id, model, created)` → what the client gets."""
     started, started_wall = time.perf_counter(), time.time()
     request_id = new_request_id()
     if request.method != "POST":
@@ -110,7 +111,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
         payload = _parse(body)
         model = _model_for(payload, key, rt)
         metrics.note_model(model.slug)
-        chat = validate_chat(payload, model.spec)
+        chat, ctx = translate(payload, model.spec)
         call = pipeline.Call(
             request_id=request_id,
             client_request_id=(request.headers.get("x-request-id") or "")[:200],
@@ -121,48 +122,32 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             chat=chat,
             rt=rt,
         )
-        return await pipeline.run(call)
+        return answer(await pipeline.run(call), ctx, request_id, model.slug, int(started_wall))
     except RequestRejected as exc:
         return GatewayError(exc.status, exc.message, param=exc.param, code=exc.code).response(request_id)
     except GatewayError as exc:
         return exc.response(request_id)
     except Exception:
         return _internal_error(request_id)
+
+
+def _chat(payload: dict, spec) -> tuple:
+    return validate_chat(payload, spec), None
+
+
+def _as_is(response: HttpResponse, *_) -> HttpResponse:
+    return response
+
+
+@metrics.counted
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    return await _serve(request, _chat, _as_is)
 
 
 @metrics.counted
 async def responses(request: HttpRequest) -> HttpResponse:
     """OpenAI's Responses API shape, served by the chat pipeline (gateway/responses_api.py)."""
-    started, started_wall = time.perf_counter(), time.time()
-    request_id = new_request_id()
-    if request.method != "POST":
-        return _method_not_allowed(request_id, "POST")
-    try:
-        rt = await runtime.get()
-        body = _body(request)
-        key = await authenticate(request.headers.get("authorization"), rt)
-        payload = _parse(body)
-        model = _model_for(payload, key, rt)
-        metrics.note_model(model.slug)
-        chat, ctx = responses_api.to_chat(payload, model.spec)
-        call = pipeline.Call(
-            request_id=request_id,
-            client_request_id=(request.headers.get("x-request-id") or "")[:200],
-            started=started,
-            started_wall=started_wall,
-            key=key,
-            model=model,
-            chat=chat,
-            rt=rt,
-        )
-        answer = await pipeline.run(call)
-        return responses_stream.reshape(answer, ctx, request_id, model.slug, int(started_wall))
-    except RequestRejected as exc:
-        return GatewayError(exc.status, exc.message, param=exc.param, code=exc.code).response(request_id)
-    except GatewayError as exc:
-        return exc.response(request_id)
-    except Exception:
-        return _internal_error(request_id)
+    return await _serve(request, responses_api.to_chat, responses_stream.reshape)
 
 
 async def models_list(request: HttpRequest) -> HttpResponse:

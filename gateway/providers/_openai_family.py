@@ -85,14 +85,21 @@ def normalize_base_url(base_url: str) -> str:
     return base
 
 
-def normalize_usage(raw: Mapping[str, Any] | None, service_tier: Any = None) -> Usage:
+def normalize_usage(
+    raw: Mapping[str, Any] | None,
+    service_tier: Any = None,
+    *,
+    prompt_key: str = "prompt_tokens",
+    completion_key: str = "completion_tokens",
+) -> Usage:
     """OpenAI/Azure usage → disjoint buckets. `prompt_tokens` contains `cached_tokens`; `completion_tokens`
-    contains `reasoning_tokens` (providers.md §5, pitfall 1): subtract the one, keep the other inside."""
+    contains `reasoning_tokens` (providers.md §5, pitfall 1): subtract the one, keep the other inside.
+    The Responses API names them `input_tokens` / `output_tokens` (with `…_details` alike): pass the keys."""
     raw = raw or {}
-    prompt = _int(raw.get("prompt_tokens"))
-    completion = _int(raw.get("completion_tokens"))
-    pdet = raw.get("prompt_tokens_details") or {}
-    cdet = raw.get("completion_tokens_details") or {}
+    prompt = _int(raw.get(prompt_key))
+    completion = _int(raw.get(completion_key))
+    pdet = raw.get(prompt_key + "_details") or {}
+    cdet = raw.get(completion_key + "_details") or {}
     cached = min(_int(pdet.get("cached_tokens")) if isinstance(pdet, Mapping) else 0, prompt)
     reasoning = min(_int(cdet.get("reasoning_tokens")) if isinstance(cdet, Mapping) else 0, completion)
     return Usage(
@@ -102,6 +109,16 @@ def normalize_usage(raw: Mapping[str, Any] | None, service_tier: Any = None) -> 
         reasoning_tokens=reasoning,
         service_tier=service_tier if isinstance(service_tier, str) else "",
     )
+
+
+def request_headers(route: Route, *, azure: bool, stream: bool) -> dict[str, str]:
+    """JSON in, JSON or SSE out, and the route's secret: Azure's `api-key`, else OpenAI's Bearer."""
+    headers = {"content-type": _JSON, "accept": _SSE if stream else _JSON}
+    if azure:
+        headers["api-key"] = route.api_key
+    else:
+        headers["authorization"] = "Bearer " + route.api_key
+    return headers
 
 
 def _int(value: Any) -> int:
@@ -306,14 +323,7 @@ class OpenAIFamilyAdapter:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
 
-        headers = {
-            "content-type": _JSON,
-            "accept": _SSE if request.stream else _JSON,
-        }
-        if self.azure:
-            headers["api-key"] = route.api_key
-        else:
-            headers["authorization"] = "Bearer " + route.api_key
+        headers = request_headers(route, azure=self.azure, stream=request.stream)
         return UpstreamRequest(url=self.url(route), headers=headers, body=orjson.dumps(body))
 
     # -- normalize out ---------------------------------------------------------------------------

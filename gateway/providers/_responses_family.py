@@ -39,7 +39,15 @@ from urllib.parse import quote
 
 import orjson
 
-from gateway.providers._openai_family import _error_fields, _int, normalize_base_url, parse_error, redact
+from gateway.providers._openai_family import (
+    _error_fields,
+    _int,
+    normalize_base_url,
+    parse_error,
+    redact,
+    request_headers,
+)
+from gateway.providers._openai_family import normalize_usage as chat_usage
 from gateway.providers._sse import SSEFramer
 from gateway.providers._wire import load_object
 from gateway.types import ChatRequest, ErrorKind, RequestRejected, Route, UpstreamError, UpstreamRequest, Usage
@@ -231,20 +239,7 @@ def translate_response_format(fmt: dict[str, Any]) -> dict[str, Any]:
 def normalize_usage(raw: Mapping[str, Any] | None, service_tier: Any = None) -> Usage:
     """Responses usage → disjoint buckets: `input_tokens` contains `cached_tokens`, `output_tokens` contains
     `reasoning_tokens` (as chat's prompt/completion do)."""
-    raw = raw or {}
-    total_in = _int(raw.get("input_tokens"))
-    output = _int(raw.get("output_tokens"))
-    idet = raw.get("input_tokens_details") or {}
-    odet = raw.get("output_tokens_details") or {}
-    cached = min(_int(idet.get("cached_tokens")) if isinstance(idet, Mapping) else 0, total_in)
-    reasoning = min(_int(odet.get("reasoning_tokens")) if isinstance(odet, Mapping) else 0, output)
-    return Usage(
-        input_tokens=total_in - cached,
-        cached_input_tokens=cached,
-        output_tokens=output,
-        reasoning_tokens=reasoning,
-        service_tier=service_tier if isinstance(service_tier, str) else "",
-    )
+    return chat_usage(raw, service_tier, prompt_key="input_tokens", completion_key="output_tokens")
 
 
 def _summary_text(item: Mapping[str, Any]) -> str:
@@ -412,11 +407,7 @@ class ResponsesFamilyAdapter:
         if request.stream:
             body["stream"] = True
 
-        headers = {"content-type": _JSON, "accept": _SSE if request.stream else _JSON}
-        if self.azure:
-            headers["api-key"] = route.api_key
-        else:
-            headers["authorization"] = "Bearer " + route.api_key
+        headers = request_headers(route, azure=self.azure, stream=request.stream)
         return UpstreamRequest(url=self.url(route), headers=headers, body=orjson.dumps(body))
 
     def parse_completion(self, request: ChatRequest, route: Route, data: bytes) -> tuple[dict[str, Any], Usage]:
