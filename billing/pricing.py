@@ -7,8 +7,10 @@ writes at the input rate. The result keeps full precision; invoices round per li
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 ONE_MILLION = Decimal(1_000_000)
 
@@ -20,6 +22,15 @@ class Rates:
     output_per_1m: Decimal
     cache_write_per_1m: Decimal | None = None
     currency: str = "USD"
+
+    @classmethod
+    def of(cls, card: Any) -> Rates:
+        """A price card's rates: a PriceCard, or a mapping with its fields (a `.values()` row)."""
+        get = card.get if isinstance(card, Mapping) else card.__getattribute__
+        return cls(**{name: get(name) for name in _FIELDS})
+
+
+_FIELDS = ("input_per_1m", "cached_input_per_1m", "output_per_1m", "cache_write_per_1m", "currency")
 
 
 def usage_cost(

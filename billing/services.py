@@ -98,13 +98,7 @@ class _CardBook:
         self._cards: dict[tuple[str, str, str], list[_Card]] = {}
         for row in sorted(rows, key=lambda r: (r["effective_from"], r["id"])):
             key = (row["model__slug"], row["service_tier"], row["currency"])
-            rates = Rates(
-                input_per_1m=row["input_per_1m"],
-                cached_input_per_1m=row["cached_input_per_1m"],
-                output_per_1m=row["output_per_1m"],
-                cache_write_per_1m=row["cache_write_per_1m"],
-                currency=row["currency"],
-            )
+            rates = Rates.of(row)
             self._starts.setdefault(key, []).append(row["effective_from"])
             self._cards.setdefault(key, []).append(_Card(id=row["id"], currency=row["currency"], rates=rates))
 

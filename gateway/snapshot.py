@@ -127,13 +127,7 @@ def load_snapshot(now: float) -> Snapshot:
 
     prices: dict[int, dict[str, list[PriceEntry]]] = {}
     for card in PriceCard.objects.order_by("effective_from"):
-        rates = Rates(
-            input_per_1m=card.input_per_1m,
-            cached_input_per_1m=card.cached_input_per_1m,
-            output_per_1m=card.output_per_1m,
-            cache_write_per_1m=card.cache_write_per_1m,
-            currency=card.currency,
-        )
+        rates = Rates.of(card)
         prices.setdefault(card.model_id, {}).setdefault(card.service_tier, []).append(
             PriceEntry(effective_from=card.effective_from.timestamp(), rates=rates)
         )

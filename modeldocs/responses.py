@@ -44,13 +44,7 @@ def usage_cost_text(usage: dict[str, Any], card: PriceCard | None) -> str | None
     if card is None:
         return None
     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    rates = Rates(
-        input_per_1m=card.input_per_1m,
-        cached_input_per_1m=card.cached_input_per_1m,
-        output_per_1m=card.output_per_1m,
-        cache_write_per_1m=card.cache_write_per_1m,
-        currency=card.currency,
-    )
+    rates = Rates.of(card)
     return format_cost(
         usage_cost(
             rates,

@@ -391,3 +391,18 @@ def test_price_usage_command_exits_non_zero_with_a_message_when_the_database_is_
 def test_connection_vendor_is_known():
     # The property test picks its number ranges by backend; make sure the guess matches reality.
     assert connection.vendor == ("postgresql" if _PG else "sqlite")
+
+
+def test_rates_of_a_card_or_of_its_values_row_are_the_same():
+    from types import SimpleNamespace
+
+    from billing.pricing import Rates
+
+    fields = {
+        "input_per_1m": Decimal("1.5"),
+        "cached_input_per_1m": Decimal("0.375"),
+        "output_per_1m": Decimal("6"),
+        "cache_write_per_1m": None,
+        "currency": "USD",
+    }
+    assert Rates.of(fields) == Rates.of(SimpleNamespace(**fields)) == Rates(**fields)
