@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench import report
 from bench.loadgen import chat_url, request_body
-from bench.procs import ROOT, Proc, cpu_seconds, free_port, http_post, python_module, rss_kib
+from bench.procs import ROOT, Proc, cpu_seconds, free_port, http_post, omixa_command, python_module, rss_kib
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ALL_TARGETS = ("direct", "floor", "floor-httpx", "floor-lean", "omixa")
@@ -451,23 +451,7 @@ def main(argv: list[str] | None = None) -> int:
                     port = free_port()
                     server = Proc(
                         "omixa",
-                        [
-                            sys.executable,
-                            "-m",
-                            "uvicorn",
-                            "omixa.asgi:application",
-                            "--host",
-                            "127.0.0.1",
-                            "--port",
-                            str(port),
-                            "--loop",
-                            "uvloop",
-                            "--http",
-                            "httptools",
-                            "--lifespan",
-                            "on",
-                            "--no-access-log",
-                        ],
+                        omixa_command(port),
                         port,
                         tmp,
                         env=env,

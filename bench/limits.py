@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 from bench.__main__ import BENCH_MODEL, manage, omixa_env
-from bench.procs import ROOT, Proc, free_port, port_open, python_module
+from bench.procs import ROOT, Proc, free_port, omixa_command, port_open, python_module
 
 MAX_TOKENS = 64  # the mock answers 20 tokens: a worst case ~3x the real cost
 PROMPT = [{"role": "user", "content": "Write one short sentence about rate limits."}]
@@ -176,21 +176,7 @@ def run(args: argparse.Namespace) -> dict:
             port = free_port()
             server = Proc(
                 f"omixa-{i}",
-                python_module(
-                    "uvicorn",
-                    "omixa.asgi:application",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--loop",
-                    "uvloop",
-                    "--http",
-                    "httptools",
-                    "--lifespan",
-                    "on",
-                    "--no-access-log",
-                ),
+                omixa_command(port),
                 port,
                 tmp,
                 env={**env, "OMIXA_USAGE_SPOOL_DIR": str(tmp / f"spool-{i}")},

@@ -103,6 +103,16 @@ class Proc:
             self.popen.wait(5)
 
 
+def omixa_command(port: int) -> list[str]:
+    """Omixa as `make run` serves it: one uvicorn worker, uvloop, httptools, no access log."""
+    return python_module(
+        "uvicorn",
+        "omixa.asgi:application",
+        *("--host", "127.0.0.1", "--port", str(port)),
+        *("--loop", "uvloop", "--http", "httptools", "--lifespan", "on", "--no-access-log"),
+    )
+
+
 def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
