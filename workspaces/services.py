@@ -273,15 +273,20 @@ def api_key_set_limits(*, api_key: ApiKey, acting_user: Actor = None, **changes:
             budget_amount=merged["budget_amount"],
             budget_period=merged["budget_period"],
         )
-        old = audit.snapshot(key, API_KEY_LIMIT_FIELDS)
-        for name, value in changes.items():
-            setattr(key, name, value)
-        new = audit.snapshot(key, API_KEY_LIMIT_FIELDS)
-        if old != new:
-            # save() (not a queryset update) so the config revision moves and gateways see the limits.
-            key.save(update_fields=[*changes, "updated_at"])
-            audit.record(acting_user, "api_key.update", key, *audit.changed(old, new))
+        _save_changes(key, changes, API_KEY_LIMIT_FIELDS, action="api_key.update", acting_user=acting_user)
     return key
+
+
+def _save_changes(row, changes: dict[str, Any], fields: tuple[str, ...], *, action: str, acting_user: Actor) -> None:
+    """Apply `changes` to `row`; if that changed anything, save and audit it (in the caller's transaction)."""
+    old = audit.snapshot(row, fields)
+    for name, value in changes.items():
+        setattr(row, name, value)
+    new = audit.snapshot(row, fields)
+    if old != new:
+        # save() (not a queryset update) so the config revision moves and the gateways see the change.
+        row.save(update_fields=[*changes, "updated_at"])
+        audit.record(acting_user, action, row, *audit.changed(old, new))
 
 
 def api_key_rotate(
@@ -415,12 +420,5 @@ def workspace_set_limits(*, workspace: Workspace, acting_user: Actor = None, **c
             budget_amount=merged["budget_amount"],
             budget_period=merged["budget_period"],
         )
-        old = audit.snapshot(row, WORKSPACE_LIMIT_FIELDS)
-        for name, value in changes.items():
-            setattr(row, name, value)
-        new = audit.snapshot(row, WORKSPACE_LIMIT_FIELDS)
-        if old != new:
-            # save() so the config revision moves and the gateways pick the limits up.
-            row.save(update_fields=[*changes, "updated_at"])
-            audit.record(acting_user, "workspace.update", row, *audit.changed(old, new))
+        _save_changes(row, changes, WORKSPACE_LIMIT_FIELDS, action="workspace.update", acting_user=acting_user)
     return row
