@@ -8,7 +8,9 @@ import contextlib
 import logging
 import socket
 import threading
-from typing import Self
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, Self, TypeVar
 
 from aiohttp import web
 
@@ -88,3 +90,42 @@ class ThreadedServer:
         self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
+
+
+S = TypeVar("S")
+
+
+class Scripts(Generic[S]):
+    """Scenarios queued for a mock's next requests, to one target (a model, a deployment) or to any.
+
+    `add(s, target, times)` queues `s` for the next `times` requests (None: every request until
+    `clear`); a target's own queue wins over the queue for any; each queue is FIFO. Thread-safe.
+    """
+
+    def __init__(self, default: Callable[[], S]) -> None:
+        self._default = default
+        self._lock = threading.Lock()
+        self._any: deque[list] = deque()  # [scenario, remaining or None]
+        self._per_target: dict[str, deque[list]] = {}
+
+    def add(self, scenario: S, target: str | None = None, times: int | None = 1) -> None:
+        with self._lock:
+            queue = self._any if target is None else self._per_target.setdefault(target, deque())
+            queue.append([scenario, times])
+
+    def next(self, target: str | None) -> S:
+        with self._lock:
+            for queue in (self._per_target.get(target or ""), self._any):
+                if queue:
+                    item = queue[0]
+                    if item[1] is not None:
+                        item[1] -= 1
+                        if item[1] <= 0:
+                            queue.popleft()
+                    return item[0]
+        return self._default()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._any.clear()
+            self._per_target.clear()

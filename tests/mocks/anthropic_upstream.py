@@ -32,7 +32,6 @@ import hashlib
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +40,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.mocks._server import ThreadedServer
+from tests.mocks._server import Scripts, ThreadedServer
 
 DEFAULT_ANTHROPIC_KEY = "sk-ant-api03-mock-key-0123456789abcdefABCDEF"
 # model id → max output tokens (Claude Sonnet 4.5: 64K; the alias resolves to the same model)
@@ -127,12 +126,6 @@ class RecordedRequest:
     json: Any
     model: str | None
     at: float
-
-
-@dataclass(slots=True)
-class _Scripted:
-    scenario: Scenario
-    remaining: int | None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -630,8 +623,7 @@ class MockAnthropic(ThreadedServer):
         self.requests: list[RecordedRequest] = []
         self.open_streams = 0
         self._lock = threading.Lock()
-        self._global: deque[_Scripted] = deque()
-        self._per_model: dict[str, deque[_Scripted]] = {}
+        self._scripts: Scripts[Scenario] = Scripts(Scenario)
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=32 * 1024 * 1024)
@@ -643,34 +635,19 @@ class MockAnthropic(ThreadedServer):
 
     def script(self, scenario: Scenario, *, model: str | None = None, times: int | None = 1) -> None:
         """Queue `scenario` for the next `times` requests (None: until reset), to `model` only when given."""
-        item = _Scripted(scenario, times)
-        with self._lock:
-            if model is None:
-                self._global.append(item)
-            else:
-                self._per_model.setdefault(model, deque()).append(item)
+        self._scripts.add(scenario, model, times)
 
     def always(self, scenario: Scenario, *, model: str | None = None) -> None:
         self.script(scenario, model=model, times=None)
 
     def reset(self) -> None:
+        self._scripts.clear()
         with self._lock:
-            self._global.clear()
-            self._per_model.clear()
             self.requests.clear()
             self.models = dict(self._default_models)
 
     def _next_scenario(self, model: str | None) -> Scenario:
-        with self._lock:
-            for queue in (self._per_model.get(model or ""), self._global):
-                if queue:
-                    item = queue[0]
-                    if item.remaining is not None:
-                        item.remaining -= 1
-                        if item.remaining <= 0:
-                            queue.popleft()
-                    return item.scenario
-        return Scenario()
+        return self._scripts.next(model)
 
     @property
     def last(self) -> RecordedRequest:

@@ -32,7 +32,6 @@ import asyncio
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -42,7 +41,7 @@ import pytest
 from aiohttp import web
 
 from gateway.simulator import ProviderError, error_for, not_found, openai_error, unauthorized
-from tests.mocks._server import ThreadedServer
+from tests.mocks._server import Scripts, ThreadedServer
 
 Flavor = Literal["azure", "openai"]
 DEFAULT_AZURE_KEY = "azure-responses-key-0123456789abcdef"
@@ -139,12 +138,6 @@ class RecordedRequest:
     flavor: Flavor | None
     deployment: str | None
     at: float
-
-
-@dataclass(slots=True)
-class _Scripted:
-    scenario: Scenario
-    remaining: int | None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -784,8 +777,7 @@ class MockResponses(ThreadedServer):
         self.requests: list[RecordedRequest] = []
         self.open_streams = 0
         self._lock = threading.Lock()
-        self._global: deque[_Scripted] = deque()
-        self._per_deployment: dict[str, deque[_Scripted]] = {}
+        self._scripts: Scripts[Scenario] = Scripts(Scenario)
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -797,34 +789,19 @@ class MockResponses(ThreadedServer):
     # -- scripting -------------------------------------------------------------------------------
 
     def script(self, scenario: Scenario, *, deployment: str | None = None, times: int | None = 1) -> None:
-        item = _Scripted(scenario, times)
-        with self._lock:
-            if deployment is None:
-                self._global.append(item)
-            else:
-                self._per_deployment.setdefault(deployment, deque()).append(item)
+        self._scripts.add(scenario, deployment, times)
 
     def always(self, scenario: Scenario, *, deployment: str | None = None) -> None:
         self.script(scenario, deployment=deployment, times=None)
 
     def reset(self) -> None:
+        self._scripts.clear()
         with self._lock:
-            self._global.clear()
-            self._per_deployment.clear()
             self.requests.clear()
             self.deployments = {d.name: d for d in self._default_deployments}
 
     def _next_scenario(self, deployment: str | None) -> Scenario:
-        with self._lock:
-            for queue in (self._per_deployment.get(deployment or ""), self._global):
-                if queue:
-                    item = queue[0]
-                    if item.remaining is not None:
-                        item.remaining -= 1
-                        if item.remaining <= 0:
-                            queue.popleft()
-                    return item.scenario
-        return Scenario()
+        return self._scripts.next(deployment)
 
     @property
     def last(self) -> RecordedRequest:

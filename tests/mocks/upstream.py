@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -42,7 +41,7 @@ from gateway.simulator import (
     validate,
 )
 from gateway.types import Route
-from tests.mocks._server import ThreadedServer
+from tests.mocks._server import Scripts, ThreadedServer
 
 Family = Literal["azure", "openai"]
 
@@ -157,12 +156,6 @@ class RecordedRequest:
     at: float
 
 
-@dataclass(slots=True)
-class _Scripted:
-    scenario: Scenario
-    remaining: int | None  # None: forever
-
-
 class MockUpstream(ThreadedServer):
     """See the module docstring. Thread-safe to script and inspect from the test's thread."""
 
@@ -183,8 +176,7 @@ class MockUpstream(ThreadedServer):
         self.requests: list[RecordedRequest] = []
         self.open_streams = 0  # stream answers still being written (a cancelled upstream call ends its stream)
         self._lock = threading.Lock()
-        self._global: deque[_Scripted] = deque()
-        self._per_deployment: dict[str, deque[_Scripted]] = {}
+        self._scripts: Scripts[Scenario] = Scripts(Scenario)
         self._generation = 0
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -212,36 +204,21 @@ class MockUpstream(ThreadedServer):
     def script(self, scenario: Scenario, *, deployment: str | None = None, times: int | None = 1) -> None:
         """Queue `scenario` for the next `times` requests (None: every request until reset), to
         `deployment` only when given. Per-deployment scripts win over global ones; queues are FIFO."""
-        item = _Scripted(scenario, times)
-        with self._lock:
-            if deployment is None:
-                self._global.append(item)
-            else:
-                self._per_deployment.setdefault(deployment, deque()).append(item)
+        self._scripts.add(scenario, deployment, times)
 
     def always(self, scenario: Scenario, *, deployment: str | None = None) -> None:
         self.script(scenario, deployment=deployment, times=None)
 
     def reset(self) -> None:
         """Forget scripts, recorded requests and added deployments; stop endless streams."""
+        self._scripts.clear()
         with self._lock:
-            self._global.clear()
-            self._per_deployment.clear()
             self.requests.clear()
             self.deployments = {d.name: replace(d) for d in self._default_deployments}
             self._generation += 1
 
     def _next_scenario(self, deployment: str | None) -> Scenario:
-        with self._lock:
-            for queue in (self._per_deployment.get(deployment or ""), self._global):
-                if queue:
-                    item = queue[0]
-                    if item.remaining is not None:
-                        item.remaining -= 1
-                        if item.remaining <= 0:
-                            queue.popleft()
-                    return item.scenario
-        return Scenario()
+        return self._scripts.next(deployment)
 
     # -- inspection ------------------------------------------------------------------------------
 

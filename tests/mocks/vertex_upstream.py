@@ -35,7 +35,6 @@ import hashlib
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +43,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from tests.mocks._server import ThreadedServer
+from tests.mocks._server import Scripts, ThreadedServer
 
 DEFAULT_API_KEY = "AQ.vertex-express-test-key-0123456789"
 PATH = re.compile(
@@ -668,12 +667,6 @@ def simulate(body: dict[str, Any], model: str, scenario: VertexScenario) -> Answ
 # the server
 
 
-@dataclass(slots=True)
-class _Scripted:
-    scenario: VertexScenario
-    remaining: int | None
-
-
 class VertexMock(ThreadedServer):
     """See the module docstring. Thread-safe to script and inspect from the test's thread."""
 
@@ -686,8 +679,7 @@ class VertexMock(ThreadedServer):
         self.models: dict[str, VertexModel] = {m.name: m for m in models}
         self.requests: list[VertexRequest] = []
         self._lock = threading.Lock()
-        self._global: deque[_Scripted] = deque()
-        self._per_model: dict[str, deque[_Scripted]] = {}
+        self._scripts: Scripts[VertexScenario] = Scripts(VertexScenario)
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -697,12 +689,7 @@ class VertexMock(ThreadedServer):
     # -- scripting ----------------------------------------------------------------------------------
 
     def script(self, scenario: VertexScenario, *, model: str | None = None, times: int | None = 1) -> None:
-        item = _Scripted(scenario, times)
-        with self._lock:
-            if model is None:
-                self._global.append(item)
-            else:
-                self._per_model.setdefault(model, deque()).append(item)
+        self._scripts.add(scenario, model, times)
 
     def add_model(self, name: str, *, min_budget: int = 0, max_budget: int = 24576) -> VertexModel:
         model = VertexModel(name, min_budget, max_budget)
@@ -717,23 +704,13 @@ class VertexMock(ThreadedServer):
         self.script(scenario, model=model, times=None)
 
     def reset(self) -> None:
+        self._scripts.clear()
         with self._lock:
-            self._global.clear()
-            self._per_model.clear()
             self.requests.clear()
             self.models = {m.name: m for m in self._default_models}
 
     def _next_scenario(self, model: str | None) -> VertexScenario:
-        with self._lock:
-            for queue in (self._per_model.get(model or ""), self._global):
-                if queue:
-                    item = queue[0]
-                    if item.remaining is not None:
-                        item.remaining -= 1
-                        if item.remaining <= 0:
-                            queue.popleft()
-                    return item.scenario
-        return VertexScenario()
+        return self._scripts.next(model)
 
     @property
     def last(self) -> VertexRequest:
