@@ -217,14 +217,16 @@ class UsageRecorder:
         segment.write_offset(new_offset)
         if own:
             self._read_offset = new_offset
-            with self._cond:
-                self._stored += len(lines)
-                self._cond.notify_all()
         if stored and self.on_recorded is not None:
             try:
                 self.on_recorded(stored)
             except Exception:
                 logger.exception("usage writer: scheduling pricing failed; the pricing sweep will catch up")
+        if own:
+            # Counted once pricing was handed on too (eager: done), so `flush` means "stored and priced".
+            with self._cond:
+                self._stored += len(lines)
+                self._cond.notify_all()
         return len(lines)
 
     def _rotate(self) -> None:
@@ -268,7 +270,8 @@ class UsageRecorder:
 
     # ---- control ------------------------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every event recorded so far by this process is in the database."""
+        """Wait until every event recorded so far by this process is in the database, and its pricing
+        scheduled (with eager Celery: done)."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._stored < self._appended:

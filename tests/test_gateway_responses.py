@@ -63,7 +63,13 @@ def priced_exactly(gateway, request_id: str, cost: str) -> UsageEvent:
         output_tokens=event.output_tokens,
     )
     assert cost == format_cost(expected)
+    # The gateway's writer prices it too (eagerly); a run that finds the row locked by it skips it, so
+    # wait for whichever commits.
     usage_price(request_ids=[request_id])
+    deadline = time.monotonic() + 20
+    while not LedgerEntry.objects.filter(usage_event=event).exists():
+        assert time.monotonic() < deadline, "the usage event was never priced"
+        time.sleep(0.05)
     assert LedgerEntry.objects.get(usage_event=event).amount == expected
     return event
 
