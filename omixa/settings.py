@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import dj_database_url
@@ -260,6 +261,10 @@ LOGGING = {
     },
 }
 if OMIXA_LOG_FORMAT == "json":
-    # uvicorn's loggers do not propagate to the root: give them the same JSON handler.
-    LOGGING["loggers"]["uvicorn"] = {"handlers": ["console"], "propagate": False}
-    LOGGING["loggers"]["uvicorn.access"] = {"handlers": ["console"], "propagate": False}
+    # uvicorn's loggers do not propagate to the root: give them the same JSON handler. Not to "uvicorn"
+    # itself: dictConfig resets a configured logger's children, and uvicorn.access would then log
+    # through it even after `--no-access-log` (a formatted line per request). The access log gets the
+    # JSON handler only when uvicorn has one (uvicorn configures logging before it imports the app).
+    LOGGING["loggers"]["uvicorn.error"] = {"handlers": ["console"], "propagate": False}
+    if logging.getLogger("uvicorn.access").handlers:
+        LOGGING["loggers"]["uvicorn.access"] = {"handlers": ["console"], "propagate": False}

@@ -181,3 +181,46 @@ def test_production_logs_json_by_default_and_plain_on_request(tmp_path):
 
     bad = run_probe(tmp_path, OMIXA_LOG_FORMAT="xml")
     assert bad.returncode != 0 and "OMIXA_LOG_FORMAT must be json or plain" in bad.stderr
+
+
+@pytest.mark.parametrize("access_log", [False, True], ids=["--no-access-log", "access log on"])
+def test_uvicorn_access_log_is_json_only_when_uvicorn_keeps_one(tmp_path, access_log):
+    """`--no-access-log` must stay off: the JSON logging config may not switch it back on (it did: a
+    formatted line per request, a fifth of the gateway's time under load)."""
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OMIXA_", "DATABASE_URL", "REDIS_URL"))}
+    clean.update(
+        OMIXA_VAR_DIR=str(tmp_path),
+        OMIXA_SECRET_KEY="x" * 50,
+        OMIXA_ENCRYPTION_KEY="5GgkfOdxmdTvCXkBg8hj7M6qwQmTr2WvkkNcTwqAZcY=",
+        OMIXA_ALLOWED_HOSTS="127.0.0.1",
+    )
+    args = [sys.executable, "-m", "uvicorn", "omixa.asgi:application", "--port", str(port), "--lifespan", "off"]
+    if not access_log:
+        args.append("--no-access-log")
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(args, cwd=ROOT, env=clean, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and server.poll() is None, log.read_text()
+                    time.sleep(0.1)
+            assert response.status_code == 200
+            for _ in range(3):
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        finally:
+            server.terminate()
+            server.wait(10)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    access = [r for r in lines if r["logger"] == "uvicorn.access"]
+    assert len(access) == (4 if access_log else 0), log.read_text()
