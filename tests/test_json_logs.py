@@ -224,3 +224,33 @@ def test_uvicorn_access_log_is_json_only_when_uvicorn_keeps_one(tmp_path, access
     lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     access = [r for r in lines if r["logger"] == "uvicorn.access"]
     assert len(access) == (4 if access_log else 0), log.read_text()
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="a real Celery worker needs a broker (REDIS_URL)")
+def test_celery_workers_log_json_through_the_same_config(tmp_path):
+    """Workers do not hijack the root logger: their lines are the gateway's JSON, redaction included."""
+    import time
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OMIXA_", "DATABASE_URL"))}
+    clean.update(
+        OMIXA_VAR_DIR=str(tmp_path),
+        OMIXA_SECRET_KEY="x" * 50,
+        OMIXA_ENCRYPTION_KEY="5GgkfOdxmdTvCXkBg8hj7M6qwQmTr2WvkkNcTwqAZcY=",
+    )
+    queue = f"omixa-logs-{uuid.uuid4().hex[:12]}"
+    args = [sys.executable, "-m", "celery", "-A", "omixa", "worker", "-Q", queue, "--pool", "solo", "-l", "info"]
+    args += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(args, cwd=ROOT, env=clean, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while " ready." not in log.read_text():
+                assert time.monotonic() < deadline and worker.poll() is None, log.read_text()
+                time.sleep(0.1)
+        finally:
+            worker.terminate()
+            worker.wait(20)
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    assert any(r["logger"] == "celery.apps.worker" and r["message"].endswith(" ready.") for r in records)
+    assert "INFO/MainProcess]" not in log.read_text()  # Celery's own format
