@@ -111,6 +111,18 @@ def normalize_usage(
     )
 
 
+def operation_url(route: Route, operation: str, *, azure: bool) -> str:
+    """`{base}/openai/v1/{operation}` (Azure, `?api-version=` only when the route sets one) or
+    `{base}/v1/{operation}` (OpenAI)."""
+    base = normalize_base_url(route.base_url)
+    if not azure:
+        return f"{base}/v1/{operation}"
+    url = f"{base}/openai/v1/{operation}"
+    if route.api_version:
+        url += "?api-version=" + quote(route.api_version, safe="")
+    return url
+
+
 def request_headers(route: Route, *, azure: bool, stream: bool) -> dict[str, str]:
     """JSON in, JSON or SSE out, and the route's secret: Azure's `api-key`, else OpenAI's Bearer."""
     headers = {"content-type": _JSON, "accept": _SSE if stream else _JSON}
@@ -264,13 +276,7 @@ class OpenAIFamilyAdapter:
     # -- translate in ----------------------------------------------------------------------------
 
     def url(self, route: Route) -> str:
-        base = normalize_base_url(route.base_url)
-        if self.azure:
-            url = base + "/openai/v1/chat/completions"
-            if route.api_version:
-                url += "?api-version=" + quote(route.api_version, safe="")
-            return url
-        return base + "/v1/chat/completions"
+        return operation_url(route, "chat/completions", azure=self.azure)
 
     def prepare(self, request: ChatRequest, route: Route) -> UpstreamRequest:
         src = request.body

@@ -35,14 +35,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 import orjson
 
 from gateway.providers._openai_family import (
     _error_fields,
     _int,
-    normalize_base_url,
+    operation_url,
     parse_error,
     redact,
     request_headers,
@@ -330,13 +329,7 @@ class ResponsesFamilyAdapter:
         self.azure = azure
 
     def url(self, route: Route) -> str:
-        base = normalize_base_url(route.base_url)
-        if self.azure:
-            url = base + "/openai/v1/responses"
-            if route.api_version:
-                url += "?api-version=" + quote(route.api_version, safe="")
-            return url
-        return base + "/v1/responses"
+        return operation_url(route, "responses", azure=self.azure)
 
     def prepare(self, request: ChatRequest, route: Route) -> UpstreamRequest:
         src = request.body
