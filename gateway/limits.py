@@ -138,17 +138,9 @@ def _cost(model: ModelEntry, at: float, tier: str, input_tokens: int, output_tok
 
 
 def usage_amount(model: ModelEntry, at: float, usage: Usage) -> Decimal:
-    """The exact cost the ledger will hold for this usage (the card in effect at `at`)."""
-    rates = model.rates_at(at, usage.service_tier)
-    if rates is None:
-        return Decimal(0)
-    return usage_cost(
-        rates,
-        input_tokens=usage.input_tokens,
-        cached_input_tokens=usage.cached_input_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        output_tokens=usage.output_tokens,
-    )
+    """The exact cost the ledger will hold for this usage (the card in effect at `at`; unpriced: 0)."""
+    cost = model.cost_at(at, usage)
+    return Decimal(0) if cost is None else cost
 
 
 # ---- periods ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from django.http import HttpResponse, StreamingHttpResponse
 
-from billing.pricing import format_cost, usage_cost
+from billing.pricing import format_cost
 from gateway import metrics, upstream
 from gateway.errors import GatewayError
 from gateway.limits import Admission
@@ -58,6 +58,8 @@ class Call:
     upstream_s: float = 0.0  # time spent waiting on upstreams, all attempts
     overhead_s: float | None = None  # Omixa's own time until the first byte to the client (metrics)
     limits: Admission | None = None  # what the request holds of its key's and workspace's limits
+    costed: Usage | None = None  # the usage `cost_text` was computed for
+    cost_text: str | None = None
 
     def attempt(self, route: Route, outcome: str, status: int | None = None, started: float | None = None) -> None:
         entry: dict[str, Any] = {"route_id": route.id, "route": route.name, "outcome": outcome}
@@ -86,18 +88,11 @@ class Call:
         return headers
 
     def cost(self, usage: Usage) -> str | None:
-        rates = self.model.rates_at(self.started_wall, usage.service_tier)
-        if rates is None:
-            return None
-        return format_cost(
-            usage_cost(
-                rates,
-                input_tokens=usage.input_tokens,
-                cached_input_tokens=usage.cached_input_tokens,
-                cache_write_tokens=usage.cache_write_tokens,
-                output_tokens=usage.output_tokens,
-            )
-        )
+        """`usage.cost`: computed once per usage (the answer's payload and the metrics both ask)."""
+        if self.costed is not usage:
+            amount = self.model.cost_at(self.started_wall, usage)
+            self.costed, self.cost_text = usage, None if amount is None else format_cost(amount)
+        return self.cost_text
 
     def estimate(self, *, with_output: bool) -> Usage:
         output = -(-self.out_chars // 4) if with_output else 0  # ~4 characters a token, rounded up

@@ -11,13 +11,14 @@ import logging
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 
-from billing.pricing import Rates
+from billing.pricing import Rates, usage_cost
 from gateway.limits import Limits, limits_of
 from gateway.spec import ModelSpec
-from gateway.types import Route
+from gateway.types import Route, Usage
 from omixa.logging import register_secret
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,19 @@ class ModelEntry:
                 if index:
                     return cards[index - 1].rates
         return None
+
+    def cost_at(self, at: float, usage: Usage) -> Decimal | None:
+        """The exact cost of `usage` at the card in effect at `at` (what the ledger will hold); None: unpriced."""
+        rates = self.rates_at(at, usage.service_tier)
+        if rates is None:
+            return None
+        return usage_cost(
+            rates,
+            input_tokens=usage.input_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            output_tokens=usage.output_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True)
