@@ -427,6 +427,16 @@ def _call_id(part_id: Any, prefix: str, cand: int, position: int) -> str:
     return f"call_{prefix}_{cand}_{position}"
 
 
+def _tool_call(part: Mapping[str, Any], call_id: str) -> dict[str, Any]:
+    """A `functionCall` part → an OpenAI tool call (arguments as a JSON string; the signature in the id)."""
+    fc = part["functionCall"]
+    return {
+        "id": _signed_id(call_id, part),
+        "type": "function",
+        "function": {"name": fc.get("name") or "", "arguments": orjson.dumps(fc.get("args") or {}).decode()},
+    }
+
+
 def _id_prefix(obj: Mapping[str, Any]) -> str:
     rid = obj.get("responseId")
     if isinstance(rid, str) and rid:
@@ -467,16 +477,7 @@ def parse_completion(request: ChatRequest, data: bytes) -> tuple[dict[str, Any],
         for part in (cand.get("content") or {}).get("parts") or ():
             fc = part.get("functionCall")
             if fc:
-                calls.append(
-                    {
-                        "id": _signed_id(_call_id(fc.get("id"), prefix, index, len(calls)), part),
-                        "type": "function",
-                        "function": {
-                            "name": fc.get("name") or "",
-                            "arguments": orjson.dumps(fc.get("args") or {}).decode(),
-                        },
-                    }
-                )
+                calls.append(_tool_call(part, _call_id(fc.get("id"), prefix, index, len(calls))))
                 continue
             text = part.get("text")
             if isinstance(text, str) and text:
@@ -655,17 +656,7 @@ class GeminiStreamDecoder:
                 if fc:
                     n = self._calls.get(index, 0)
                     self._calls[index] = n + 1
-                    calls.append(
-                        {
-                            "index": n,
-                            "id": _signed_id(_call_id(fc.get("id"), self._prefix, index, n), part),
-                            "type": "function",
-                            "function": {
-                                "name": fc.get("name") or "",
-                                "arguments": orjson.dumps(fc.get("args") or {}).decode(),
-                            },
-                        }
-                    )
+                    calls.append({"index": n, **_tool_call(part, _call_id(fc.get("id"), self._prefix, index, n))})
                     continue
                 text = part.get("text")
                 if isinstance(text, str) and text:
