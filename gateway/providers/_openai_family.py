@@ -123,6 +123,16 @@ def operation_url(route: Route, operation: str, *, azure: bool) -> str:
     return url
 
 
+def estimated_usage(request: ChatRequest, answer_chars: int, service_tier: Any) -> Usage:
+    """No usage reported: bill an estimate (the prompt's, ~4 characters an output token), marked as such."""
+    return Usage(
+        input_tokens=request.estimated_input_tokens,
+        output_tokens=(answer_chars + 3) // 4,
+        service_tier=service_tier if isinstance(service_tier, str) else "",
+        estimated=True,
+    )
+
+
 def request_headers(route: Route, *, azure: bool, stream: bool) -> dict[str, str]:
     """JSON in, JSON or SSE out, and the route's secret: Azure's `api-key`, else OpenAI's Bearer."""
     headers = {"content-type": _JSON, "accept": _SSE if stream else _JSON}
@@ -361,13 +371,8 @@ class OpenAIFamilyAdapter:
                     text_len += len(content)
         if isinstance(raw_usage, dict):
             usage = normalize_usage(raw_usage, obj.get("service_tier"))
-        else:  # no usage reported: bill an estimate, marked as such
-            usage = Usage(
-                input_tokens=request.estimated_input_tokens,
-                output_tokens=(text_len + 3) // 4,
-                service_tier=obj.get("service_tier") if isinstance(obj.get("service_tier"), str) else "",
-                estimated=True,
-            )
+        else:
+            usage = estimated_usage(request, text_len, obj.get("service_tier"))
         return obj, usage
 
     def parse_error(self, status: int, headers: Mapping[str, str], data: bytes) -> UpstreamError:

@@ -41,6 +41,7 @@ import orjson
 from gateway.providers._openai_family import (
     _error_fields,
     _int,
+    estimated_usage,
     operation_url,
     parse_error,
     redact,
@@ -413,14 +414,8 @@ class ResponsesFamilyAdapter:
         raw_usage = obj.get("usage")
         if isinstance(raw_usage, dict):
             usage = normalize_usage(raw_usage, obj.get("service_tier"))
-        else:  # no usage reported: bill an estimate, marked as such
-            tier = obj.get("service_tier")
-            usage = Usage(
-                input_tokens=request.estimated_input_tokens,
-                output_tokens=(chars + 3) // 4,
-                service_tier=tier if isinstance(tier, str) else "",
-                estimated=True,
-            )
+        else:
+            usage = estimated_usage(request, chars, obj.get("service_tier"))
         return completion, usage
 
     def parse_error(self, status: int, headers: Mapping[str, str], data: bytes) -> UpstreamError:
